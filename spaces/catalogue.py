@@ -1,0 +1,28 @@
+"""The objectives paretune can optimise, with their natural directions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ObjectiveInfo:
+    name: str
+    direction: str  # "maximize" | "minimize"
+    known_before_training: bool
+    description: str
+
+
+OBJECTIVES: dict[str, ObjectiveInfo] = {
+    o.name: o
+    for o in (
+        ObjectiveInfo("accuracy", "maximize", False, "validation accuracy"),
+        ObjectiveInfo("macro_f1", "maximize", False, "validation macro-averaged F1"),
+        ObjectiveInfo("eval_loss", "minimize", False, "validation cross-entropy"),
+        ObjectiveInfo("trainable_params", "minimize", True, "trainable parameters, head included"),
+        ObjectiveInfo("train_seconds", "minimize", False, "wall-clock training time"),
+        ObjectiveInfo("peak_memory_mb", "minimize", False, "peak memory while training"),
+    )
+}
+
+METRIC_NAMES: tuple[str, ...] = tuple(OBJECTIVES)

@@ -1,0 +1,70 @@
+"""The interface every PEFT family implements in ``paretune.spaces``.
+
+A family is three things, as in Hugging Face PEFT's tuners: a spec section (a pydantic model, the
+dimensions a user may search), a plan (a frozen dataclass, one sampled configuration) and the
+analytic parameter count of a plan. Its injection into a model lives in ``paretune.trainers``.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import asdict
+from typing import Any, ClassVar
+
+from ..architectures import ModelDims
+from ..dims import Strict
+
+Problem = tuple[tuple[Any, ...], str]  # (location under the family's section, message)
+
+
+class Family(ABC):
+    """One PEFT family: its spec section, its sampling, its plan and its parameter count."""
+
+    name: ClassVar[str]
+    space_model: ClassVar[type[Strict]]
+    plan_type: ClassVar[type]
+
+    def check(self, space: Any, dims: ModelDims, layers: list[int]) -> list[Problem]:
+        """Problems that need the model to see (a rank above a dimension, an unknown target)."""
+        return []
+
+    @abstractmethod
+    def dimensions(self, space: Any, dims: ModelDims, layers: list[int]) -> list[tuple[str, int | None]]:
+        """Searched parameters: (Optuna parameter name, number of choices or None if continuous)."""
+
+    @abstractmethod
+    def sample(self, trial: Any, space: Any, dims: ModelDims, layers: list[int]) -> Any | None:
+        """Sample a plan define-by-run on an Optuna trial; None when the family places nothing."""
+
+    @abstractmethod
+    def count(self, plan: Any, dims: ModelDims) -> int:
+        """Trainable parameters this family adds, exactly as the built model reports them."""
+
+    @abstractmethod
+    def bounds(self, space: Any, dims: ModelDims, layers: list[int]) -> tuple[int, int]:
+        """Smallest and largest parameter count the family's space allows."""
+
+    def plan_to_dict(self, plan: Any) -> dict[str, Any]:
+        return asdict(plan)
+
+    @abstractmethod
+    def plan_from_dict(self, data: dict[str, Any]) -> Any:
+        """Inverse of :meth:`plan_to_dict`."""
+
+    @abstractmethod
+    def summary(self, plan: Any) -> str:
+        """A short readable description, e.g. ``lora r8 on L3-L5 query,value``."""
+
+
+def layer_ranges(layers: list[int]) -> str:
+    """[0, 1, 2, 5] -> 'L0-L2,L5'."""
+    layers = sorted(set(layers))
+    parts: list[str] = []
+    i = 0
+    while i < len(layers):
+        j = i
+        while j + 1 < len(layers) and layers[j + 1] == layers[j] + 1:
+            j += 1
+        parts.append(f"L{layers[i]}" if i == j else f"L{layers[i]}-L{layers[j]}")
+        i = j + 1
+    return ",".join(parts)

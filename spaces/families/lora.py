@@ -1,0 +1,194 @@
+"""LoRA with per-layer, per-target placement (and the AutoPEFT-style shared mode).
+
+Per-layer mode: every (layer, target) pair is one categorical parameter ``lora.rank.L3.query``
+over the spec's ranks, 0 meaning no LoRA there. Shared mode: one ``lora.rank`` for all placed
+modules and a layer mask ``lora.layer.L3`` (on/off), as AutoPEFT searches.
+
+Parameters per adapted module: ``r * (in + out)`` (A and B), plus ``out`` for DoRA's magnitude.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from ..architectures import ModelDims
+from ..dims import BoolDim, FloatDim, Strict, n_choices, suggest, unique_list, values_of
+from .base import Family, Problem, layer_ranges
+
+
+class LoraSpace(Strict):
+    """The LoRA section of a spec."""
+
+    targets: list[str] = Field(default_factory=lambda: ["query", "value"])
+    ranks: list[int] = Field(default_factory=lambda: [0, 4, 8, 16])
+    mode: Literal["per-layer", "shared"] = "per-layer"
+    alpha: float | None = Field(None, gt=0, description="fixed alpha")
+    alpha_multiple: float | None = Field(None, gt=0, description="alpha = multiple x rank")
+    dropout: FloatDim = 0.0
+    dora: BoolDim = False
+
+    @field_validator("targets")
+    @classmethod
+    def _targets(cls, v: list[str]) -> list[str]:
+        return unique_list(v, "targets")
+
+    @field_validator("ranks")
+    @classmethod
+    def _ranks(cls, v: list[int]) -> list[int]:
+        unique_list(v, "ranks")
+        bad = [r for r in v if r < 0]
+        if bad:
+            raise ValueError(f"ranks must be >= 0 (0 means no LoRA there), got {bad}")
+        if not any(r > 0 for r in v):
+            raise ValueError("ranks must include at least one rank > 0")
+        return sorted(v)
+
+    @model_validator(mode="after")
+    def _rest(self) -> LoraSpace:
+        if self.alpha is not None and self.alpha_multiple is not None:
+            raise ValueError("set alpha or alpha_multiple, not both")
+        if self.alpha is None and self.alpha_multiple is None:
+            object.__setattr__(self, "alpha_multiple", 2.0)
+        if isinstance(self.dropout, list):
+            unique_list(self.dropout, "dropout")
+        if any(not 0 <= p < 1 for p in values_of(self.dropout)):
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        return self
+
+
+@dataclass(frozen=True)
+class LoraPlan:
+    """Sampled LoRA: ``ranks`` holds (layer, target, rank) for every adapted module, rank > 0."""
+
+    ranks: tuple[tuple[int, str, int], ...]
+    alpha: float | None = None
+    alpha_multiple: float | None = 2.0
+    dropout: float = 0.0
+    dora: bool = False
+
+    def alpha_for(self, rank: int) -> float:
+        return float(self.alpha) if self.alpha is not None else float(self.alpha_multiple or 1.0) * rank
+
+    def modules(self) -> dict[tuple[int, str], int]:
+        return {(layer, target): r for layer, target, r in self.ranks}
+
+
+class LoraFamily(Family):
+    name: ClassVar[str] = "lora"
+    space_model = LoraSpace
+    plan_type = LoraPlan
+
+    def check(self, space: LoraSpace, dims: ModelDims, layers: list[int]) -> list[Problem]:
+        problems: list[Problem] = []
+        for i, t in enumerate(space.targets):
+            if t not in dims.targets:
+                problems.append(
+                    (("targets", i), f"unknown target {t!r} for {dims.arch}; allowed: {', '.join(dims.targets)}")
+                )
+        for t in space.targets:
+            if t not in dims.targets:
+                continue
+            shape = dims.targets[t]
+            limit = min(shape.in_features, shape.out_features)
+            too_big = [r for r in space.ranks if r > limit]
+            if too_big:
+                problems.append(
+                    (("ranks",), f"rank {max(too_big)} is larger than {t}'s dimension {limit}; ranks must be <= {limit}")
+                )
+                break
+        return problems
+
+    def _placements(self, space: LoraSpace, layers: list[int]) -> list[tuple[int, str]]:
+        return [(layer, t) for layer in layers for t in space.targets]
+
+    def dimensions(self, space: LoraSpace, dims: ModelDims, layers: list[int]) -> list[tuple[str, int | None]]:
+        out: list[tuple[str, int | None]] = []
+        if space.mode == "shared":
+            positive = [r for r in space.ranks if r > 0]
+            if len(positive) > 1:
+                out.append(("lora.rank", len(positive)))
+            out += [(f"lora.layer.L{layer}", 2) for layer in layers]
+        else:
+            if len(space.ranks) > 1:
+                out += [(f"lora.rank.L{layer}.{t}", len(space.ranks)) for layer, t in self._placements(space, layers)]
+        for key in ("dropout", "dora"):
+            dim = getattr(space, key)
+            if n_choices(dim) != 1:
+                out.append((f"lora.{key}", n_choices(dim)))
+        return out
+
+    def sample(self, trial: Any, space: LoraSpace, dims: ModelDims, layers: list[int]) -> LoraPlan | None:
+        ranks: list[tuple[int, str, int]] = []
+        if space.mode == "shared":
+            positive = [r for r in space.ranks if r > 0]
+            rank = suggest(trial, "lora.rank", positive)
+            for layer in layers:
+                if suggest(trial, f"lora.layer.L{layer}", [False, True]):
+                    ranks += [(layer, t, rank) for t in space.targets]
+        else:
+            for layer, t in self._placements(space, layers):
+                r = suggest(trial, f"lora.rank.L{layer}.{t}", space.ranks)
+                if r > 0:
+                    ranks.append((layer, t, int(r)))
+        dropout = float(suggest(trial, "lora.dropout", space.dropout))
+        dora = bool(suggest(trial, "lora.dora", space.dora))
+        if not ranks:
+            return None
+        return LoraPlan(tuple(ranks), space.alpha, space.alpha_multiple, dropout, dora)
+
+    def module_params(self, dims: ModelDims, target: str, rank: int, dora: bool) -> int:
+        shape = dims.targets[target]
+        return rank * (shape.in_features + shape.out_features) + (shape.out_features if dora else 0)
+
+    def count(self, plan: LoraPlan, dims: ModelDims) -> int:
+        return sum(self.module_params(dims, t, r, plan.dora) for _, t, r in plan.ranks)
+
+    def bounds(self, space: LoraSpace, dims: ModelDims, layers: list[int]) -> tuple[int, int]:
+        doras = [bool(d) for d in values_of(space.dora)]
+        positive = [r for r in space.ranks if r > 0]
+        placements = self._placements(space, layers)
+        if space.mode == "shared" or 0 in space.ranks:
+            low = 0  # every layer masked off / every rank 0
+        else:
+            low = sum(self.module_params(dims, t, min(positive), min(doras)) for _, t in placements)
+        high = sum(self.module_params(dims, t, max(positive), max(doras)) for _, t in placements)
+        return low, high
+
+    def plan_to_dict(self, plan: LoraPlan) -> dict[str, Any]:
+        return {
+            "ranks": [list(x) for x in plan.ranks],
+            "alpha": plan.alpha,
+            "alpha_multiple": plan.alpha_multiple,
+            "dropout": plan.dropout,
+            "dora": plan.dora,
+        }
+
+    def plan_from_dict(self, data: dict[str, Any]) -> LoraPlan:
+        return LoraPlan(
+            ranks=tuple((int(a), str(b), int(c)) for a, b, c in data["ranks"]),
+            alpha=data.get("alpha"),
+            alpha_multiple=data.get("alpha_multiple"),
+            dropout=float(data.get("dropout", 0.0)),
+            dora=bool(data.get("dora", False)),
+        )
+
+    def summary(self, plan: LoraPlan) -> str:
+        # group layers by their (target -> rank) pattern, then by rank
+        by_rank: dict[int, dict[int, list[str]]] = {}
+        for layer, t, r in plan.ranks:
+            by_rank.setdefault(r, {}).setdefault(layer, []).append(t)
+        parts = []
+        for r in sorted(by_rank, reverse=True):
+            groups: dict[tuple[str, ...], list[int]] = {}
+            for layer, targets in by_rank[r].items():
+                groups.setdefault(tuple(targets), []).append(layer)
+            for targets, ls in sorted(groups.items(), key=lambda kv: min(kv[1])):
+                parts.append(f"r{r} on {layer_ranges(ls)} {','.join(targets)}")
+        name = "dora" if plan.dora else "lora"
+        return f"{name} " + " + ".join(parts)
+
+
+FAMILY = LoraFamily()

