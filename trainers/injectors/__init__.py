@@ -1,0 +1,51 @@
+"""Applying a ``PeftPlan`` to a model. One injector per family; one registry line each."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from paretune.spaces.architectures import ModelDims
+from paretune.spaces.plan import PeftPlan
+
+from .base import Injector
+from .lora import INJECTOR as LORA
+
+INJECTORS: dict[str, Injector] = {i.family: i for i in (LORA,)}
+
+
+def freeze_base(model: nn.Module) -> None:
+    for p in model.parameters():
+        p.requires_grad_(False)
+
+
+def unfreeze_head(model: nn.Module, dims: ModelDims) -> None:
+    """The classification head always trains; under peft, only its trainable copy does."""
+    for name, module in model.named_modules():
+        if name.rsplit(".", 1)[-1] not in dims.head:
+            continue
+        copy = getattr(module, "modules_to_save", None)  # peft's ModulesToSaveWrapper
+        for p in (copy if copy is not None else module).parameters():
+            p.requires_grad_(True)
+
+
+def apply_plan(model: nn.Module, plan: PeftPlan, dims: ModelDims, *, seed: int = 0) -> nn.Module:
+    """Freeze the base model, place every family of ``plan``, and leave the head trainable.
+
+    peft-backed families go first (peft wraps the model); paretune's own modules follow.
+    """
+    freeze_base(model)
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        ordered = sorted(plan.parts, key=lambda kv: not INJECTORS[kv[0]].via_peft)
+        for name, part in ordered:
+            model = INJECTORS[name].apply(model, part, dims, seed=seed)
+    unfreeze_head(model, dims)
+    return model
+
+
+def count_requires_grad(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+__all__ = ["INJECTORS", "Injector", "apply_plan", "count_requires_grad"]

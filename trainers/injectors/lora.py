@@ -1,0 +1,47 @@
+"""LoRA and DoRA through Hugging Face peft, with a rank (and alpha) per module."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any, ClassVar
+
+from torch import nn
+
+from paretune.spaces.architectures import ModelDims
+from paretune.spaces.families.lora import LoraPlan
+
+from .base import Injector
+
+
+def lora_config(plan: LoraPlan, dims: ModelDims, head_modules: list[str]) -> Any:
+    """A peft LoraConfig placing ``plan``: full module names, per-module rank_pattern/alpha_pattern."""
+    from peft import LoraConfig  # noqa: PLC0415
+
+    modules = {dims.module_name(layer, target): r for layer, target, r in plan.ranks}
+    common = Counter(modules.values()).most_common(1)[0][0]
+    fan_in_fan_out = any(dims.targets[t].kind == "conv1d" for _, t, _ in plan.ranks)
+    return LoraConfig(
+        r=common,
+        lora_alpha=plan.alpha_for(common),
+        target_modules=sorted(modules),
+        rank_pattern={name: r for name, r in modules.items() if r != common},
+        alpha_pattern={name: plan.alpha_for(r) for name, r in modules.items() if r != common},
+        lora_dropout=plan.dropout,
+        use_dora=plan.dora,
+        fan_in_fan_out=fan_in_fan_out,
+        modules_to_save=head_modules,
+        bias="none",
+    )
+
+
+class LoraInjector(Injector):
+    family: ClassVar[str] = "lora"
+    via_peft: ClassVar[bool] = True
+
+    def apply(self, model: nn.Module, plan: LoraPlan, dims: ModelDims, *, seed: int) -> nn.Module:
+        from peft import get_peft_model  # noqa: PLC0415
+
+        return get_peft_model(model, lora_config(plan, dims, list(dims.head)))
+
+
+INJECTOR = LoraInjector()

@@ -1,0 +1,253 @@
+"""The training loop: AdamW, linear warm-up and decay, clipping, evaluation at given steps.
+
+Batches are grouped by length and padded to their own longest sequence, so short texts cost
+little; evaluation runs under ``torch.inference_mode``. A reporter receives each evaluation and
+may stop the run; checkpoints at evaluations let a trial continue later from where it stopped.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from paretune.spaces.plan import Hyperparams
+
+Reporter = Callable[[int, dict[str, float]], bool]
+CHECKPOINT = "checkpoint.pt"
+
+
+class TokenizedSet(Protocol):
+    """Token ids (unpadded) and labels of one split (``paretune.trainers.data.TokenizedSplit``)."""
+
+    input_ids: list[list[int]]
+    labels: list[int]
+
+
+def length_grouped_batches(lengths: Sequence[int], batch_size: int, seed: int, epoch: int) -> list[list[int]]:
+    """Shuffled batches whose members have similar lengths (less padding), in shuffled order."""
+    rng = random.Random(seed * 100_003 + epoch)
+    order = list(range(len(lengths)))
+    rng.shuffle(order)
+    chunk = batch_size * 50
+    batches: list[list[int]] = []
+    for start in range(0, len(order), chunk):
+        part = sorted(order[start : start + chunk], key=lambda i: lengths[i])
+        batches += [part[i : i + batch_size] for i in range(0, len(part), batch_size)]
+    rng.shuffle(batches)
+    return batches
+
+
+class BatchStream:
+    """An endless, deterministic stream of batch indices: step ``k`` always gets the same batch."""
+
+    def __init__(self, lengths: Sequence[int], batch_size: int, seed: int) -> None:
+        self.lengths, self.batch_size, self.seed = list(lengths), batch_size, seed
+        self._epoch, self._batches = -1, []
+
+    def batch(self, step: int) -> list[int]:
+        per_epoch = math.ceil(len(self.lengths) / self.batch_size)
+        epoch, k = divmod(step, per_epoch)
+        if epoch != self._epoch:
+            self._epoch, self._batches = epoch, length_grouped_batches(self.lengths, self.batch_size, self.seed, epoch)
+        return self._batches[k]
+
+
+def collate(data: TokenizedSet, idx: Sequence[int], pad_id: int, device: torch.device) -> dict[str, torch.Tensor]:
+    """Pad to the batch's own longest sequence."""
+    seqs = [data.input_ids[i] for i in idx]
+    width = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    for row, s in enumerate(seqs):
+        ids[row, : len(s)] = torch.tensor(s, dtype=torch.long)
+        mask[row, : len(s)] = 1
+    labels = torch.tensor([data.labels[i] for i in idx], dtype=torch.long)
+    return {"input_ids": ids.to(device), "attention_mask": mask.to(device), "labels": labels.to(device)}
+
+
+def macro_f1(preds: torch.Tensor, labels: torch.Tensor, num_labels: int) -> float:
+    scores = []
+    for c in range(num_labels):
+        tp = int(((preds == c) & (labels == c)).sum())
+        fp = int(((preds == c) & (labels != c)).sum())
+        fn = int(((preds != c) & (labels == c)).sum())
+        denom = 2 * tp + fp + fn
+        scores.append(2 * tp / denom if denom else 0.0)
+    return float(sum(scores) / num_labels)
+
+
+def evaluate(model: nn.Module, data: TokenizedSet, pad_id: int, num_labels: int, device: torch.device, batch_size: int = 128) -> dict[str, float]:
+    """Accuracy, macro F1 and mean cross-entropy on a split, without autograd."""
+    was_training = model.training
+    model.eval()
+    order = sorted(range(len(data.labels)), key=lambda i: len(data.input_ids[i]))
+    preds, losses = [], []
+    with torch.inference_mode():
+        for start in range(0, len(order), batch_size):
+            batch = collate(data, order[start : start + batch_size], pad_id, device)
+            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.float()
+            losses.append(F.cross_entropy(logits, batch["labels"], reduction="sum"))
+            preds.append(logits.argmax(-1).cpu())
+    model.train(was_training)
+    p = torch.cat(preds)
+    y = torch.tensor([data.labels[i] for i in order])
+    return {
+        "accuracy": float((p == y).float().mean()),
+        "macro_f1": macro_f1(p, y, num_labels),
+        "eval_loss": float(torch.stack(losses).sum() / len(order)),
+    }
+
+
+def warmup_linear(warmup_steps: int, total_steps: int) -> Callable[[int], float]:
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / (warmup_steps + 1)
+        return max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
+
+    return factor
+
+
+class PeakMemory:
+    """Peak memory of this trial: CUDA allocator peak, or the process's resident set on the CPU."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.peak = 0.0
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+        self.sample()
+
+    def sample(self) -> None:
+        if self.device.type == "cuda":
+            self.peak = max(self.peak, torch.cuda.max_memory_allocated(self.device) / 2**20)
+            return
+        try:
+            with open(f"/proc/{os.getpid()}/statm") as f:
+                rss_pages = int(f.read().split()[1])
+            self.peak = max(self.peak, rss_pages * os.sysconf("SC_PAGE_SIZE") / 2**20)
+        except OSError:  # not Linux
+            import resource  # noqa: PLC0415
+
+            self.peak = max(self.peak, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+
+
+@dataclass
+class TrainState:
+    step: int = 0
+    train_seconds: float = 0.0
+
+
+def _trainable(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {n: p for n, p in model.named_parameters() if p.requires_grad}
+
+
+def save_checkpoint(path: Path, model: nn.Module, optimizer: Any, state: TrainState) -> None:
+    tmp = path.with_suffix(".tmp")
+    torch.save(
+        {
+            "step": state.step,
+            "train_seconds": state.train_seconds,
+            "params": {n: p.detach().cpu() for n, p in _trainable(model).items()},
+            "optimizer": optimizer.state_dict(),
+            "rng": torch.get_rng_state(),
+        },
+        tmp,
+    )
+    os.replace(tmp, path)  # never a half-written checkpoint
+
+
+def load_checkpoint(path: Path, model: nn.Module, optimizer: Any) -> TrainState:
+    data = torch.load(path, map_location="cpu", weights_only=False)
+    params = _trainable(model)
+    with torch.no_grad():
+        for n, t in data["params"].items():
+            params[n].copy_(t)
+    optimizer.load_state_dict(data["optimizer"])
+    torch.set_rng_state(data["rng"])
+    return TrainState(step=int(data["step"]), train_seconds=float(data["train_seconds"]))
+
+
+def train(
+    model: nn.Module,
+    train_set: TokenizedSet,
+    eval_set: TokenizedSet,
+    hp: Hyperparams,
+    *,
+    num_labels: int,
+    pad_id: int,
+    max_steps: int,
+    eval_steps: Sequence[int],
+    reporter: Reporter,
+    static_metrics: dict[str, float] | None = None,
+    device: torch.device | None = None,
+    checkpoint_dir: str | Path | None = None,
+    progress: Callable[[int], None] | None = None,
+    max_grad_norm: float = 1.0,
+) -> dict[str, float]:
+    """Train up to ``max_steps``, evaluating at ``eval_steps`` (and at the end).
+
+    With ``checkpoint_dir`` a checkpoint is written at every evaluation and, if one is there at
+    the start, training continues from it (same batches, optimizer state and step counter).
+    Returns the last evaluation's metrics.
+    """
+    device = device or torch.device("cpu")
+    model.to(device)
+    params = [p for p in model.parameters() if p.requires_grad]
+    decay = [p for p in params if p.ndim >= 2]
+    no_decay = [p for p in params if p.ndim < 2]
+    optimizer = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": hp.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=hp.learning_rate,
+    )
+    schedule = warmup_linear(int(hp.warmup_ratio * max_steps), max_steps)
+    ckpt = Path(checkpoint_dir) / CHECKPOINT if checkpoint_dir else None
+    state = TrainState()
+    if ckpt is not None and ckpt.exists():
+        state = load_checkpoint(ckpt, model, optimizer)
+    else:
+        torch.manual_seed(hp.seed)
+    stream = BatchStream([len(x) for x in train_set.input_ids], hp.batch_size, hp.seed)
+    evals = sorted({s for s in eval_steps if state.step < s <= max_steps} | {max_steps})
+    memory = PeakMemory(device)
+    metrics: dict[str, float] = {}
+    model.train()
+    while state.step < max_steps:
+        started = time.perf_counter()
+        for group in optimizer.param_groups:
+            group["lr"] = hp.learning_rate * schedule(state.step)
+        batch = collate(train_set, stream.batch(state.step), pad_id, device)
+        out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+        loss = F.cross_entropy(out.logits.float(), batch["labels"])
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"training loss is {loss.item()} at step {state.step + 1}")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if max_grad_norm:
+            torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
+        optimizer.step()
+        state.step += 1
+        state.train_seconds += time.perf_counter() - started
+        memory.sample()
+        if progress:
+            progress(state.step)
+        if state.step in evals:
+            metrics = evaluate(model, eval_set, pad_id, num_labels, device)
+            metrics.update(static_metrics or {})
+            metrics["train_seconds"] = state.train_seconds
+            metrics["peak_memory_mb"] = memory.peak
+            metrics["train_loss"] = float(loss.detach())
+            if ckpt is not None:
+                save_checkpoint(ckpt, model, optimizer, state)
+            if not reporter(state.step, dict(metrics)):
+                break
+    return metrics

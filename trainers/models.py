@@ -1,0 +1,135 @@
+"""Loading base models and tokenizers, once per worker process.
+
+A search trains hundreds of configurations of the same base model; reading the weights from
+disk each time would dominate short trials. The first load keeps a pristine copy in memory and
+every trial gets a deep copy of it.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import threading
+from typing import Any
+
+import torch
+from torch import nn
+
+from paretune.spaces.errors import ModelError
+from paretune.spaces.models import ModelSource
+
+log = logging.getLogger(__name__)
+
+_lock = threading.Lock()
+_models: dict[tuple[str, int], nn.Module] = {}
+_tokenizers: dict[str, Any] = {}
+RANDOM_INIT_SEED = 1234  # tiny random models are the same "pretrained" model in every trial
+
+
+def _quiet_transformers() -> None:
+    from transformers.utils import logging as hf_logging  # noqa: PLC0415
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+
+
+def load_tokenizer(source: ModelSource) -> Any:
+    """The source's tokenizer (cached per process); decoder models get a padding token."""
+    with _lock:
+        if source.tokenizer_dir not in _tokenizers:
+            _quiet_transformers()
+            from transformers import AutoTokenizer  # noqa: PLC0415
+
+            try:
+                tok = AutoTokenizer.from_pretrained(
+                    source.tokenizer_dir, trust_remote_code=source.trust_remote_code
+                )
+            except Exception as e:
+                raise ModelError(f"cannot load the tokenizer of {source.name!r}: {e}") from e
+            if tok.pad_token is None:
+                tok.pad_token = tok.eos_token or tok.unk_token
+            _tokenizers[source.tokenizer_dir] = tok
+        return _tokenizers[source.tokenizer_dir]
+
+
+def tokenizer_key(source: ModelSource) -> str:
+    """Identifies the tokenizer in data caches."""
+    return f"{source.tokenizer_dir}"
+
+
+def _build(source: ModelSource, num_labels: int, pad_token_id: int) -> nn.Module:
+    _quiet_transformers()
+    from transformers import AutoConfig, AutoModelForSequenceClassification  # noqa: PLC0415
+
+    cfg = dict(source.config)
+    try:
+        if source.weights_dir is None:
+            model_type = cfg.pop("model_type")
+            config = AutoConfig.for_model(model_type, **cfg)
+            config.num_labels = num_labels
+            config.pad_token_id = pad_token_id
+            with torch.random.fork_rng():
+                torch.manual_seed(RANDOM_INIT_SEED)
+                model = AutoModelForSequenceClassification.from_config(config)
+        else:
+            model = AutoModelForSequenceClassification.from_pretrained(
+                source.weights_dir,
+                num_labels=num_labels,
+                trust_remote_code=source.trust_remote_code,
+                pad_token_id=pad_token_id,
+            )
+    except ModelError:
+        raise
+    except Exception as e:
+        raise ModelError(f"cannot load model {source.name!r}: {e}") from e
+    model.config.pad_token_id = pad_token_id
+    return model
+
+
+def load_model(source: ModelSource, num_labels: int, pad_token_id: int = 0) -> nn.Module:
+    """A fresh, trainable copy of the base model with a ``num_labels`` classification head.
+
+    The head is initialised the same way in every call (seeded), so two trials of the same
+    configuration and seed start from identical weights.
+    """
+    key = (source.cache_key, num_labels)
+    with _lock:
+        if key not in _models:
+            with torch.random.fork_rng():
+                torch.manual_seed(RANDOM_INIT_SEED)
+                base = _build(source, num_labels, pad_token_id)
+            base.eval()
+            _models[key] = base
+        model = copy.deepcopy(_models[key])
+    model.train()
+    return model
+
+
+def clear_cache() -> None:
+    with _lock:
+        _models.clear()
+        _tokenizers.clear()
+
+
+def module_names(source: ModelSource, num_labels: int = 2) -> set[str]:
+    """Module names of the source's architecture, built on the meta device (no weights, instant)."""
+    _quiet_transformers()
+    from transformers import AutoConfig, AutoModelForSequenceClassification  # noqa: PLC0415
+
+    cfg = dict(source.config)
+    model_type = cfg.pop("model_type", None)
+    if model_type is None:
+        raise ModelError(f"model {source.name!r}: config.json has no model_type")
+    cfg.pop("num_labels", None)
+    cfg.pop("id2label", None)
+    cfg.pop("label2id", None)
+    try:
+        config = AutoConfig.for_model(model_type, **cfg)
+        config.num_labels = num_labels
+        with torch.device("meta"):
+            model = AutoModelForSequenceClassification.from_config(
+                config, trust_remote_code=source.trust_remote_code
+            )
+    except Exception as e:
+        raise ModelError(f"cannot build model {source.name!r} from its config: {e}") from e
+    return {name for name, _ in model.named_modules()}

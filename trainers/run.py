@@ -1,0 +1,109 @@
+"""One trial, end to end: model, data, plan, training, reports. What a Ray trial calls."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from paretune.spaces import (
+    StudySpec,
+    TrialConfig,
+    count_trainable,
+    dims_from_config,
+    resolve_model,
+)
+from paretune.spaces.architectures import ModelDims
+from paretune.spaces.models import ModelSource
+
+from .data import TokenizedSplits, prepare_data
+from .injectors import apply_plan, count_requires_grad
+from .loop import Reporter, train
+from .models import load_model, load_tokenizer, tokenizer_key
+
+log = logging.getLogger(__name__)
+
+_data_lock = threading.Lock()
+_data: dict[tuple[str, str], TokenizedSplits] = {}
+
+
+def task_data(spec: StudySpec, source: ModelSource) -> TokenizedSplits:
+    """Tokenised splits, loaded once per worker process (and cached on disk across processes)."""
+    key = (spec.task.model_dump_json(), tokenizer_key(source))
+    with _data_lock:
+        if key not in _data:
+            _data[key] = prepare_data(spec.task, load_tokenizer(source), tokenizer_key(source))
+        return _data[key]
+
+
+def device_for(spec: StudySpec) -> torch.device:
+    if spec.resources.gpus > 0 and torch.cuda.is_available():
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
+def set_threads(spec: StudySpec) -> None:
+    """Use exactly the CPUs the trial was granted."""
+    torch.set_num_threads(max(1, int(round(spec.resources.cpus))))
+
+
+def build_trial_model(spec: StudySpec, config: TrialConfig) -> tuple[torch.nn.Module, ModelDims, TokenizedSplits, int]:
+    """The adapted model of a configuration, its dimensions, the data and the padding id."""
+    source = resolve_model(spec.model.name, trust_remote_code=spec.model.trust_remote_code, revision=spec.model.revision)
+    data = task_data(spec, source)
+    dims = dims_from_config(source.config, data.num_labels)
+    tokenizer = load_tokenizer(source)
+    pad_id = int(tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0)
+    model = load_model(source, data.num_labels, pad_id)
+    model = apply_plan(model, config.plan, dims, seed=config.hparams.seed)
+    return model, dims, data, pad_id
+
+
+def train_trial(
+    spec: StudySpec,
+    config: TrialConfig,
+    reporter: Reporter,
+    *,
+    max_steps: int,
+    eval_steps: Sequence[int] = (),
+    trial_dir: str | Path | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> dict[str, float]:
+    """Train one configuration; ``reporter(step, metrics)`` gets every evaluation and may stop it.
+
+    ``trial_dir``: where checkpoints (and the final adapter) go; a checkpoint found there is
+    continued from. Metrics: accuracy, macro_f1, eval_loss, trainable_params, train_seconds,
+    peak_memory_mb (and train_loss).
+    """
+    set_threads(spec)
+    model, dims, data, pad_id = build_trial_model(spec, config)
+    trainable = count_requires_grad(model)
+    expected = count_trainable(config.plan, dims)
+    if trainable != expected:  # the analytic count is a promise to the user: flag any drift
+        log.error("trainable parameters %d differ from the analytic count %d", trainable, expected)
+    if trial_dir is not None:
+        Path(trial_dir).mkdir(parents=True, exist_ok=True)
+    metrics = train(
+        model,
+        data.train,
+        data.validation,
+        config.hparams,
+        num_labels=data.num_labels,
+        pad_id=pad_id,
+        max_steps=max_steps,
+        eval_steps=eval_steps,
+        reporter=reporter,
+        static_metrics={"trainable_params": float(trainable)},
+        device=device_for(spec),
+        checkpoint_dir=trial_dir,
+        progress=progress,
+    )
+    return metrics
+
+
+def always_continue(step: int, metrics: dict[str, Any]) -> bool:
+    return True
