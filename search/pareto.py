@@ -13,7 +13,9 @@ Point = Sequence[float]
 
 def to_min_form(values: Sequence[float], directions: Sequence[str]) -> list[float]:
     """Negate maximised objectives so that smaller is better everywhere."""
-    return [-float(v) if d == "maximize" else float(v) for v, d in zip(values, directions, strict=True)]
+    return [
+        -float(v) if d == "maximize" else float(v) for v, d in zip(values, directions, strict=True)
+    ]
 
 
 def dominates(a: Point, b: Point) -> bool:
@@ -64,7 +66,11 @@ def hypervolume(points: Sequence[Point], reference: Point) -> float:
 
     Exact: a sweep in two dimensions, slicing along the first objective above that.
     """
-    pts = [tuple(float(x) for x in p) for p in points if all(x < r for x, r in zip(p, reference, strict=True))]
+    pts = [
+        tuple(float(x) for x in p)
+        for p in points
+        if all(x < r for x, r in zip(p, reference, strict=True))
+    ]
     if not pts:
         return 0.0
     pts = [pts[i] for i in pareto_indices(pts)]
@@ -97,5 +103,11 @@ def _hv(pts: list[tuple[float, ...]], ref: tuple[float, ...]) -> float:
 
 def normalised_hypervolume(points: Sequence[Point], ideal: Point, reference: Point) -> float:
     """Hypervolume in the box [ideal, reference] scaled to [0, 1] per objective."""
-    scaled = [[(x - lo) / (hi - lo) if hi > lo else 0.0 for x, lo, hi in zip(p, ideal, reference, strict=True)] for p in points]
+    scaled = [
+        [
+            (x - lo) / (hi - lo) if hi > lo else 0.0
+            for x, lo, hi in zip(p, ideal, reference, strict=True)
+        ]
+        for p in points
+    ]
     return hypervolume(scaled, [1.0] * len(reference))

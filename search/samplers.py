@@ -12,7 +12,9 @@ from paretune.spaces.errors import UserError
 SAMPLERS = ("tpe", "nsga2", "gp", "random")
 
 
-def make_sampler(name: str, *, seed: int, constraints_func: Any = None, n_startup_trials: int = 10) -> Any:
+def make_sampler(
+    name: str, *, seed: int, constraints_func: Any = None, n_startup_trials: int = 10
+) -> Any:
     """The Optuna sampler ``name``; ``constraints_func`` marks measured constraint violations."""
     import optuna  # noqa: PLC0415
 

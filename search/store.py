@@ -177,13 +177,24 @@ def _sqlite_pragmas(engine: Engine) -> None:
         except Exception:  # read-only files cannot switch mode; reads still work
             pass
         cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA synchronous=NORMAL")  # safe with WAL; a commit no longer waits on fsync
+        cur.close()
+
+
+def _sqlite_synchronous_normal(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:  # pragma: no cover - driver hook
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA synchronous=NORMAL")
         cur.close()
 
 
 class StudyStore:
     """paretune's tables on one database; also hands out the Optuna storage on the same URL."""
 
-    def __init__(self, url: str | None = None, *, create: bool = True, read_only: bool = False) -> None:
+    def __init__(
+        self, url: str | None = None, *, create: bool = True, read_only: bool = False
+    ) -> None:
         self.url = resolve_storage(url)
         self.masked_url = mask_url(self.url)
         self.read_only = read_only
@@ -192,7 +203,9 @@ class StudyStore:
         try:
             self.engine = create_engine(self.url, **engine_kwargs(self.url))
         except (SQLAlchemyError, ImportError, ValueError) as e:
-            raise StorageError(f"malformed storage URL {self.masked_url}: {mask_text(e, self.url)}") from None
+            raise StorageError(
+                f"malformed storage URL {self.masked_url}: {mask_text(e, self.url)}"
+            ) from None
         if self.url.startswith("sqlite"):
             _sqlite_pragmas(self.engine)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
@@ -217,10 +230,16 @@ class StudyStore:
                 if create:
                     Base.metadata.create_all(conn)
                     conn.commit()
-                stored = conn.execute(select(Meta.value).where(Meta.key == "schema_version")).scalar()
+                stored = conn.execute(
+                    select(Meta.value).where(Meta.key == "schema_version")
+                ).scalar()
                 if stored is None and create:
                     try:
-                        conn.execute(Meta.__table__.insert().values(key="schema_version", value=str(SCHEMA_VERSION)))
+                        conn.execute(
+                            Meta.__table__.insert().values(
+                                key="schema_version", value=str(SCHEMA_VERSION)
+                            )
+                        )
                         conn.commit()
                     except IntegrityError:  # a second driver created it at the same moment
                         conn.rollback()
@@ -231,7 +250,9 @@ class StudyStore:
                 raise StorageError(f"storage {self.masked_url} holds no paretune studies") from None
             raise StorageError(f"cannot reach storage {self.masked_url}: {reason}") from None
         except SQLAlchemyError as e:
-            raise StorageError(f"storage {self.masked_url} failed: {mask_text(e, self.url)}") from None
+            raise StorageError(
+                f"storage {self.masked_url} failed: {mask_text(e, self.url)}"
+            ) from None
         if stored is not None and int(stored) > SCHEMA_VERSION:
             raise StorageError(
                 f"storage {self.masked_url} has paretune schema v{stored}, newer than this paretune "
@@ -246,7 +267,9 @@ class StudyStore:
                 s.commit()
             except OperationalError as e:
                 s.rollback()
-                raise StorageError(f"storage {self.masked_url} failed: {mask_text(e.orig or e, self.url)}") from None
+                raise StorageError(
+                    f"storage {self.masked_url} failed: {mask_text(e.orig or e, self.url)}"
+                ) from None
             except Exception:
                 s.rollback()
                 raise
@@ -257,9 +280,14 @@ class StudyStore:
             import optuna  # noqa: PLC0415
 
             try:
-                self._optuna_storage = optuna.storages.RDBStorage(self.url, engine_kwargs=engine_kwargs(self.url))
+                self._optuna_storage = optuna.storages.RDBStorage(
+                    self.url, engine_kwargs=engine_kwargs(self.url)
+                )
             except Exception as e:
                 raise StorageError(f"storage {self.masked_url}: {mask_text(e, self.url)}") from None
+            if self.url.startswith("sqlite"):  # Optuna's engine: fast commits too (WAL is per file)
+                _sqlite_synchronous_normal(self._optuna_storage.engine)
+                self._optuna_storage.engine.dispose()
         return self._optuna_storage
 
     def dispose(self) -> None:
@@ -268,7 +296,13 @@ class StudyStore:
     # -- studies ---------------------------------------------------------------------------
 
     def create_study(
-        self, name: str, spec_yaml: str, spec_json: str, spec_hash: str, n_trials: int, max_steps: int
+        self,
+        name: str,
+        spec_yaml: str,
+        spec_json: str,
+        spec_hash: str,
+        n_trials: int,
+        max_steps: int,
     ) -> StudyInfo:
         with self.session() as s:
             row = StudyRow(
@@ -297,7 +331,11 @@ class StudyStore:
         info = self.find_study(name)
         if info is None:
             known = self.study_names()
-            hint = f"; studies here: {', '.join(known[:10])}" if known else "; this storage holds no studies"
+            hint = (
+                f"; studies here: {', '.join(known[:10])}"
+                if known
+                else "; this storage holds no studies"
+            )
             raise UnknownStudyError(f"unknown study {name!r} in {self.masked_url}{hint}")
         return info
 
@@ -369,10 +407,19 @@ class StudyStore:
 
     # -- metrics, events, hypervolume ------------------------------------------------------
 
-    def record_metrics(self, study_id: int, trial_number: int, step: int, metrics: dict[str, float]) -> None:
+    def record_metrics(
+        self, study_id: int, trial_number: int, step: int, metrics: dict[str, float]
+    ) -> None:
         now = utcnow()
         rows = [
-            {"study_id": study_id, "trial_number": trial_number, "step": int(step), "name": k, "value": float(v), "time": now}
+            {
+                "study_id": study_id,
+                "trial_number": trial_number,
+                "step": int(step),
+                "name": k,
+                "value": float(v),
+                "time": now,
+            }
             for k, v in metrics.items()
             if v is not None
         ]
@@ -382,10 +429,12 @@ class StudyStore:
             s.execute(MetricRow.__table__.insert(), rows)
             s.execute(update(StudyRow).where(StudyRow.id == study_id).values(updated_at=now))
 
-    def metrics(self, study_id: int, trial_number: int | None = None, name: str | None = None) -> list[dict[str, Any]]:
-        q = select(MetricRow.trial_number, MetricRow.step, MetricRow.name, MetricRow.value, MetricRow.time).where(
-            MetricRow.study_id == study_id
-        )
+    def metrics(
+        self, study_id: int, trial_number: int | None = None, name: str | None = None
+    ) -> list[dict[str, Any]]:
+        q = select(
+            MetricRow.trial_number, MetricRow.step, MetricRow.name, MetricRow.value, MetricRow.time
+        ).where(MetricRow.study_id == study_id)
         if trial_number is not None:
             q = q.where(MetricRow.trial_number == trial_number)
         if name is not None:
@@ -394,12 +443,26 @@ class StudyStore:
         with self.session() as s:
             return [dict(r._mapping) for r in s.execute(q)]
 
-    def log_event(self, study_id: int, kind: str, detail: dict[str, Any] | None = None, trial_number: int | None = None) -> None:
+    def log_event(
+        self,
+        study_id: int,
+        kind: str,
+        detail: dict[str, Any] | None = None,
+        trial_number: int | None = None,
+    ) -> None:
         with self.session() as s:
-            s.add(EventRow(study_id=study_id, trial_number=trial_number, kind=kind, detail=detail or {}))
+            s.add(
+                EventRow(
+                    study_id=study_id, trial_number=trial_number, kind=kind, detail=detail or {}
+                )
+            )
 
-    def events(self, study_id: int, trial_number: int | None = None, kinds: Iterable[str] | None = None) -> list[dict[str, Any]]:
-        q = select(EventRow.trial_number, EventRow.time, EventRow.kind, EventRow.detail).where(EventRow.study_id == study_id)
+    def events(
+        self, study_id: int, trial_number: int | None = None, kinds: Iterable[str] | None = None
+    ) -> list[dict[str, Any]]:
+        q = select(EventRow.trial_number, EventRow.time, EventRow.kind, EventRow.detail).where(
+            EventRow.study_id == study_id
+        )
         if trial_number is not None:
             q = q.where(EventRow.trial_number == trial_number)
         if kinds is not None:
@@ -407,13 +470,27 @@ class StudyStore:
         with self.session() as s:
             return [dict(r._mapping) for r in s.execute(q.order_by(EventRow.id))]
 
-    def record_hypervolume(self, study_id: int, n_complete: int, compute_steps: int, value: float) -> None:
+    def record_hypervolume(
+        self, study_id: int, n_complete: int, compute_steps: int, value: float
+    ) -> None:
         with self.session() as s:
-            s.add(HypervolumeRow(study_id=study_id, n_complete=n_complete, compute_steps=compute_steps, value=float(value)))
+            s.add(
+                HypervolumeRow(
+                    study_id=study_id,
+                    n_complete=n_complete,
+                    compute_steps=compute_steps,
+                    value=float(value),
+                )
+            )
 
     def hypervolume_history(self, study_id: int) -> list[dict[str, Any]]:
         q = (
-            select(HypervolumeRow.time, HypervolumeRow.n_complete, HypervolumeRow.compute_steps, HypervolumeRow.value)
+            select(
+                HypervolumeRow.time,
+                HypervolumeRow.n_complete,
+                HypervolumeRow.compute_steps,
+                HypervolumeRow.value,
+            )
             .where(HypervolumeRow.study_id == study_id)
             .order_by(HypervolumeRow.id)
         )
@@ -422,10 +499,19 @@ class StudyStore:
 
     def count_metrics(self, study_id: int) -> int:
         with self.session() as s:
-            return int(s.scalar(select(func.count()).select_from(MetricRow).where(MetricRow.study_id == study_id)) or 0)
+            return int(
+                s.scalar(
+                    select(func.count())
+                    .select_from(MetricRow)
+                    .where(MetricRow.study_id == study_id)
+                )
+                or 0
+            )
 
 
-def open_store(url: str | None = None, *, create: bool = True, read_only: bool = False, retries: int = 0) -> StudyStore:
+def open_store(
+    url: str | None = None, *, create: bool = True, read_only: bool = False, retries: int = 0
+) -> StudyStore:
     """Open (and by default initialise) the store at ``url``; retries cover a server restarting."""
     delay = 0.5
     for attempt in range(retries + 1):

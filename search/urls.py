@@ -47,7 +47,11 @@ def resolve_storage(url: str | None) -> str:
     rest = url.split("://", 1)[1]
     if scheme == "sqlite":
         if not rest.startswith("/") or rest == "/":
-            raise StorageError(f"malformed storage URL {url!r}: a SQLite URL reads sqlite:///relative.db or sqlite:////abs.db")
+            raise StorageError(
+                f"malformed storage URL {url!r}: a SQLite URL reads sqlite:///relative.db or sqlite:////abs.db"
+            )
     elif "/" not in rest or not rest.split("/", 1)[1] or not rest.split("/", 1)[0]:
-        raise StorageError(f"malformed storage URL {mask_url(url)!r}: it needs a host and a database name")
+        raise StorageError(
+            f"malformed storage URL {mask_url(url)!r}: it needs a host and a database name"
+        )
     return url

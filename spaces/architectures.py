@@ -8,6 +8,12 @@ entry in :data:`ARCHITECTURES`.
 Target names are generic so a spec reads the same on every architecture: ``query``, ``key``,
 ``value``, ``attention_output``, ``intermediate``, ``output`` (and ``gate`` on gated MLPs,
 ``qkv`` where the three are fused).
+
+The PEFT families read more than names from the table: IA3 scales the input of
+``ffn_output_target`` (its feed-forward module) and the output of every other target; BitFit
+trains the biases a ``TargetShape`` marks and the block's norms when ``norm_bias``; the serial
+adapter transforms the output of ``ffn_output_target``; the parallel adapter reads the input of
+``ffn_input_target`` and adds to the output of ``ffn_output_target``.
 """
 
 from __future__ import annotations
@@ -49,8 +55,12 @@ class ModelDims:
     head: dict[str, int] = field(default_factory=dict)  # module path -> trainable parameters
     attention_target: str = "attention_output"  # the module whose output ends the attention block
     ffn_output_target: str = "output"  # the module whose output ends the feed-forward block
+    ffn_input_target: str = "intermediate"  # a module whose input is the feed-forward block's input
     norm_bias: bool = True  # layer norms carry a bias (BERT, GPT-2) or not (Llama RMSNorm)
     norms_per_block: dict[str, int] = field(default_factory=dict)  # norm path -> size
+    # the module whose output feeds block 0: the trainer may replace it to skip frozen blocks
+    # (None: the architecture adds more after it, e.g. GPT-2's position embeddings)
+    embeddings: str | None = None
 
     def block(self, i: int) -> str:
         return f"{self.block_path}.{i}"
@@ -115,6 +125,7 @@ def _bert(cfg: dict[str, Any], num_labels: int) -> ModelDims:
         vocab_size=_get(cfg, "vocab_size"),
         num_labels=num_labels,
         block_path=f"{prefix}.encoder.layer",
+        embeddings=f"{prefix}.embeddings",
         targets=targets,
         head=head,
         norms_per_block={"attention.output.LayerNorm": h, "output.LayerNorm": h},
@@ -150,6 +161,7 @@ def _llama(cfg: dict[str, Any], num_labels: int) -> ModelDims:
         vocab_size=_get(cfg, "vocab_size"),
         num_labels=num_labels,
         block_path="model.layers",
+        embeddings="model.embed_tokens",
         targets=targets,
         head={"score": h * num_labels},
         norm_bias=False,

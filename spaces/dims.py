@@ -28,7 +28,9 @@ class FloatRange(Strict):
     @model_validator(mode="after")
     def _ordered(self) -> FloatRange:
         if not self.low < self.high:
-            raise ValueError(f"low ({self.low}) must be below high ({self.high}); the bounds are reversed")
+            raise ValueError(
+                f"low ({self.low}) must be below high ({self.high}); the bounds are reversed"
+            )
         if self.log and self.low <= 0:
             raise ValueError(f"a log range needs low > 0, got {self.low}")
         return self

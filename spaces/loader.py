@@ -103,9 +103,17 @@ def explain(err: ValidationError, path: str, lines: dict[Loc, int]) -> str:
     """One line for a pydantic ValidationError: field path, YAML line, problem, what is allowed."""
     errors = err.errors()
     first = errors[0]
-    loc = tuple(p for p in first["loc"] if not (isinstance(p, str) and (p in _UNION_TAGS or "[" in p)))
-    same = [e for e in errors if tuple(p for p in e["loc"] if p not in _UNION_TAGS and not ("[" in str(p))) == loc]
-    tags = [next((p for p in e["loc"] if isinstance(p, str) and p in _UNION_TAGS), None) for e in same]
+    loc = tuple(
+        p for p in first["loc"] if not (isinstance(p, str) and (p in _UNION_TAGS or "[" in p))
+    )
+    same = [
+        e
+        for e in errors
+        if tuple(p for p in e["loc"] if p not in _UNION_TAGS and "[" not in str(p)) == loc
+    ]
+    tags = [
+        next((p for p in e["loc"] if isinstance(p, str) and p in _UNION_TAGS), None) for e in same
+    ]
     value = first.get("input")
     if first["type"] == "extra_forbidden":
         holder = _model_at(StudySpec, loc)
@@ -113,15 +121,21 @@ def explain(err: ValidationError, path: str, lines: dict[Loc, int]) -> str:
         msg = f"unknown field {loc[-1]!r}; allowed: {allowed}"
     elif first["type"] == "missing":
         msg = "is required"
-    elif len(set(tags)) > 1 and all(t is not None for t in tags) and not any(
-        e["type"] == "value_error" for e in same
+    elif (
+        len(set(tags)) > 1
+        and all(t is not None for t in tags)
+        and not any(e["type"] == "value_error" for e in same)
     ):
         kinds = ", ".join(dict.fromkeys(_UNION_TAGS[t] for t in tags if t))
         msg = f"{value!r} has the wrong type; expected {kinds}"
     else:
         chosen = next((e for e in same if e["type"] == "value_error"), first)
         msg = chosen["msg"].removeprefix("Value error, ")
-        if chosen["type"] not in ("value_error",) and value is not None and not isinstance(value, dict | list):
+        if (
+            chosen["type"] not in ("value_error",)
+            and value is not None
+            and not isinstance(value, dict | list)
+        ):
             msg = f"{msg} (got {value!r})"
     return format_problem(path, lines, loc, msg)
 
@@ -138,7 +152,9 @@ def parse_spec(text: str, path: str = "<spec>") -> LoadedSpec:
     except yaml.YAMLError as e:
         raise SpecError(f"{path}: YAML error: {e}") from None
     if not isinstance(data, dict):
-        raise SpecError(f"{path}: a spec is a YAML mapping with at least 'study:', got {type(data).__name__}")
+        raise SpecError(
+            f"{path}: a spec is a YAML mapping with at least 'study:', got {type(data).__name__}"
+        )
     lines: dict[Loc, int] = {}
     if node is not None:
         _walk(node, (), lines)

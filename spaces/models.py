@@ -97,7 +97,9 @@ def _read_config(path: Path) -> dict[str, Any]:
     except FileNotFoundError as e:
         raise ModelError(f"model directory {path} has no config.json") from e
     except json.JSONDecodeError as e:
-        raise ModelError(f"{path / 'config.json'} is not valid JSON: {e.msg} (line {e.lineno})") from e
+        raise ModelError(
+            f"{path / 'config.json'} is not valid JSON: {e.msg} (line {e.lineno})"
+        ) from e
 
 
 def hub_reachable(timeout: float = 3.0) -> bool:
@@ -111,7 +113,9 @@ def hub_reachable(timeout: float = 3.0) -> bool:
         return False
 
 
-def resolve_model(name: str, *, trust_remote_code: bool = False, revision: str | None = None) -> ModelSource:
+def resolve_model(
+    name: str, *, trust_remote_code: bool = False, revision: str | None = None
+) -> ModelSource:
     """Resolve a model alias, local directory or hub id into a :class:`ModelSource`."""
     if name == "minilm-l6":
         d = minilm_dir()

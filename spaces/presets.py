@@ -1,12 +1,19 @@
 """Named search spaces a spec selects with ``space.preset``.
 
 A preset fills in the family sections the spec leaves out; anything the spec sets itself wins,
-so ``preset: lora-placement`` plus ``lora: {ranks: [0, 8]}`` narrows the preset's ranks.
+so ``preset: lora-placement`` plus ``lora: {ranks: [0, 8]}`` narrows the preset's ranks, and a
+family set to ``false`` is dropped from the preset (``preset: mixed`` with ``bitfit: false`` on a
+model without biases).
+
+Target names are the generic ones of ``paretune.spaces.architectures`` for BERT and Llama; on
+GPT-2 (fused ``qkv``) a spec overrides the ``targets`` of the presets that name them.
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+from .families import FAMILIES
 
 PRESETS: dict[str, dict[str, Any]] = {
     # per-layer, per-target LoRA ranks over every attention and feed-forward projection
@@ -17,6 +24,24 @@ PRESETS: dict[str, dict[str, Any]] = {
             "ranks": [0, 2, 4, 8, 16],
         }
     },
+    # AutoPEFT (Zhou et al., 2024): serial adapter + parallel adapter + prefix, one size each
+    # from a geometric ladder (0 = off) and ONE layer mask layer.L<i> shared by both adapters;
+    # the prefix is global (peft's prefix tuning covers every layer)
+    "autopeft": {
+        "serial_adapter": {"mode": "shared", "mask": "shared", "sizes": {"ladder": 6}},
+        "parallel_adapter": {"mode": "shared", "mask": "shared", "sizes": {"ladder": 6}},
+        "prefix": {"length": [0, 2, 4, 8, 16, 32]},
+    },
+    # every family at once, on targets that may go together (see incompatible())
+    "mixed": {
+        "lora": {"targets": ["query", "value"], "ranks": [0, 4, 8]},
+        "ia3": {"targets": ["key", "output"]},
+        "prefix": {"length": [0, 4, 8]},
+        "serial_adapter": {"mode": "shared", "sizes": [0, 8, 16]},
+        "parallel_adapter": {"mode": "shared", "sizes": [0, 8, 16]},
+        "bitfit": {"biases": ["query", "key", "value", "output", "norms"]},
+        "paca": {"targets": ["attention_output", "intermediate"], "columns": [0, 8, 16]},
+    },
 }
 
 
@@ -24,8 +49,10 @@ def apply_preset(data: dict[str, Any]) -> dict[str, Any]:
     name = data.get("preset")
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; allowed: {', '.join(PRESETS)}")
-    merged = dict(data)
+    merged = {k: v for k, v in data.items() if not (k in FAMILIES and v is False)}
     for family, section in PRESETS[name].items():
+        if data.get(family) is False:
+            continue
         user = merged.get(family)
         if user is None:
             merged[family] = dict(section)

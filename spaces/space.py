@@ -49,7 +49,10 @@ def sample_config(trial: Any, spec: StudySpec, dims: ModelDims) -> TrialConfig:
     """Sample one configuration define-by-run on an Optuna trial (or ``optuna.trial.FixedTrial``)."""
     space = spec.space
     layers = space.resolve_layers(dims.n_layers)
-    plans = {name: FAMILIES[name].sample(trial, section, dims, layers) for name, section in space.enabled_families()}
+    plans = {
+        name: FAMILIES[name].sample(trial, section, dims, layers)
+        for name, section in space.enabled_families()
+    }
     hp = Hyperparams(
         learning_rate=float(suggest(trial, "learning_rate", space.learning_rate)),
         batch_size=int(suggest(trial, "batch_size", space.batch_size)),
@@ -70,6 +73,16 @@ def config_from_params(params: dict[str, Any], spec: StudySpec, dims: ModelDims)
 def count_trainable(plan: PeftPlan, dims: ModelDims) -> int:
     """Trainable parameters of a plan, classifier head included, from the config alone."""
     return dims.head_params + sum(FAMILIES[name].count(p, dims) for name, p in plan.parts)
+
+
+def lowest_adapted_layer(plan: PeftPlan, dims: ModelDims) -> int:
+    """Index of the first block any family changes; ``n_layers`` when only the head trains."""
+    touched = (
+        set().union(*(FAMILIES[name].layers(p, dims) for name, p in plan.parts))
+        if plan.parts
+        else set()
+    )
+    return min(touched, default=dims.n_layers)
 
 
 @dataclass(frozen=True)
@@ -117,6 +130,7 @@ __all__ = [
     "count_trainable",
     "describe_space",
     "format_problem",
+    "lowest_adapted_layer",
     "sample_config",
     "SpaceSummary",
 ]

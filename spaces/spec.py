@@ -101,7 +101,9 @@ class _SpaceBase(Strict):
     @classmethod
     def _layers(cls, v: Any) -> Any:
         if isinstance(v, str) and v != "all" and not LAYER_RANGE.match(v):
-            raise ValueError(f"layers must be 'all', a list of layer indices or a range like '2-5', got {v!r}")
+            raise ValueError(
+                f"layers must be 'all', a list of layer indices or a range like '2-5', got {v!r}"
+            )
         if isinstance(v, list):
             unique_list(v, "layers")
             if any(i < 0 for i in v):
@@ -193,7 +195,9 @@ class SearchSpec(Strict):
     @model_validator(mode="after")
     def _steps(self) -> SearchSpec:
         if self.min_steps > self.max_steps:
-            raise ValueError(f"min_steps ({self.min_steps}) must not exceed max_steps ({self.max_steps})")
+            raise ValueError(
+                f"min_steps ({self.min_steps}) must not exceed max_steps ({self.max_steps})"
+            )
         return self
 
     def rungs(self) -> list[int]:
@@ -204,6 +208,19 @@ class SearchSpec(Strict):
             s *= self.eta
         out.append(self.max_steps)
         return out
+
+
+class TrainingSpec(Strict):
+    """How trials train (not searched)."""
+
+    frozen_prefix: bool = Field(
+        True, description="run blocks below the lowest adapter without autograd"
+    )
+    prefix_cache: bool = Field(
+        True, description="reuse frozen-prefix outputs across steps and trials"
+    )
+    max_grad_norm: float = Field(1.0, ge=0)
+    eval_batch_size: int = Field(128, ge=1)
 
 
 class ResourcesSpec(Strict):
@@ -219,10 +236,14 @@ class StudySpec(Strict):
     model: ModelSpec = Field(default_factory=ModelSpec)
     task: TaskSpec = Field(default_factory=TaskSpec)
     objectives: list[ObjectiveSpec] = Field(
-        default_factory=lambda: [ObjectiveSpec(name="accuracy"), ObjectiveSpec(name="trainable_params")]
+        default_factory=lambda: [
+            ObjectiveSpec(name="accuracy"),
+            ObjectiveSpec(name="trainable_params"),
+        ]
     )
     space: SpaceSpec = Field(default_factory=lambda: SpaceSpec(lora={}))  # type: ignore[valid-type]
     search: SearchSpec = Field(default_factory=SearchSpec)
+    training: TrainingSpec = Field(default_factory=TrainingSpec)
     resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
     artifacts: str | None = Field(None, description="artifact directory; default runs/<study>")
 

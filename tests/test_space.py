@@ -41,7 +41,9 @@ ARCHS = {
 
 
 def sampled(spec, dims, seed, n):
-    study = optuna.create_study(directions=["maximize", "minimize"], sampler=optuna.samplers.RandomSampler(seed=seed))
+    study = optuna.create_study(
+        directions=["maximize", "minimize"], sampler=optuna.samplers.RandomSampler(seed=seed)
+    )
     out = []
     for _ in range(n):
         trial = study.ask()
@@ -63,7 +65,9 @@ def test_sampling_is_deterministic_for_a_seed_and_names_are_stable():
 
 
 def test_plan_json_round_trip_and_rebuild_from_params():
-    spec = parse_spec(SPACE.format(model="tiny-bert", targets="[query, value]", dora="[false, true]")).spec
+    spec = parse_spec(
+        SPACE.format(model="tiny-bert", targets="[query, value]", dora="[false, true]")
+    ).spec
     dims = dims_from_config(resolve_model("tiny-bert").config)
     for params, config in sampled(spec, dims, 3, 6):
         again = TrialConfig.from_dict(json.loads(json.dumps(config.to_dict())))
@@ -74,20 +78,26 @@ def test_plan_json_round_trip_and_rebuild_from_params():
 def test_plan_summary_groups_layers():
     from paretune.spaces.families.lora import LoraPlan
 
-    plan = PeftPlan.of(lora=LoraPlan(ranks=tuple((layer, t, 8) for layer in (3, 4, 5) for t in ("query", "value"))))
+    plan = PeftPlan.of(
+        lora=LoraPlan(ranks=tuple((layer, t, 8) for layer in (3, 4, 5) for t in ("query", "value")))
+    )
     assert plan.summary() == "lora r8 on L3-L5 query,value"
     assert PeftPlan().summary() == "head only"
 
 
 def test_shared_mode_uses_one_rank_and_a_layer_mask():
-    spec = parse_spec("study: s\nmodel: tiny-bert\nspace: {lora: {mode: shared, ranks: [2, 8]}}\n").spec
+    spec = parse_spec(
+        "study: s\nmodel: tiny-bert\nspace: {lora: {mode: shared, ranks: [2, 8]}}\n"
+    ).spec
     dims = dims_from_config(resolve_model("tiny-bert").config)
     for params, config in sampled(spec, dims, 1, 8):
         assert set(params) >= {"lora.rank", "lora.layer.L0", "lora.layer.L3"}
         lora = config.plan.get("lora")
         if lora is not None:
             assert {r for _, _, r in lora.ranks} == {params["lora.rank"]}
-            assert {layer for layer, _, _ in lora.ranks} == {i for i in range(4) if params[f"lora.layer.L{i}"]}
+            assert {layer for layer, _, _ in lora.ranks} == {
+                i for i in range(4) if params[f"lora.layer.L{i}"]
+            }
 
 
 @pytest.mark.parametrize("model", list(ARCHS))

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from paretune.spaces import SpecError, check_against_model, dims_from_config, load_spec, parse_spec, resolve_model
+from paretune.spaces import (
+    SpecError,
+    check_against_model,
+    dims_from_config,
+    load_spec,
+    parse_spec,
+    resolve_model,
+)
 
 GOOD = """\
 study: demo
@@ -47,14 +54,35 @@ def test_spec_hash_ignores_storage_but_not_space():
     ("patch", "expected"),
     [
         (("ranks: [0, 4, 8]", "ranks: [0, -4, 8]"), ":6: space.lora.ranks: ranks must be >= 0"),
-        (("low: 1.0e-4, high: 1.0e-2", "low: 1.0e-2, high: 1.0e-4"), ":7: space.learning_rate: low (0.01) must be below high"),
-        (("objectives: [accuracy,", "objectives: [speed,"), ":4: objectives.0.name: unknown objective 'speed'; allowed: accuracy"),
-        (("objectives: [accuracy,", "objectives: [trainable_params,"), ":4: objectives: objective listed twice: trainable_params"),
-        (("search: {", "search: {sampler: magic, "), ":9: search.sampler: Input should be 'tpe', 'nsga2', 'gp' or 'random'"),
-        (("resources: {cpus: 2}", "resources: {cpus: 2, tpus: 1}"), ":10: resources.tpus: unknown field 'tpus'; allowed: cpus, gpus"),
-        (("n_trials: 10", "n_trials: 0"), ":9: search.n_trials: Input should be greater than or equal to 1"),
+        (
+            ("low: 1.0e-4, high: 1.0e-2", "low: 1.0e-2, high: 1.0e-4"),
+            ":7: space.learning_rate: low (0.01) must be below high",
+        ),
+        (
+            ("objectives: [accuracy,", "objectives: [speed,"),
+            ":4: objectives.0.name: unknown objective 'speed'; allowed: accuracy",
+        ),
+        (
+            ("objectives: [accuracy,", "objectives: [trainable_params,"),
+            ":4: objectives: objective listed twice: trainable_params",
+        ),
+        (
+            ("search: {", "search: {sampler: magic, "),
+            ":9: search.sampler: Input should be 'tpe', 'nsga2', 'gp' or 'random'",
+        ),
+        (
+            ("resources: {cpus: 2}", "resources: {cpus: 2, tpus: 1}"),
+            ":10: resources.tpus: unknown field 'tpus'; allowed: cpus, gpus",
+        ),
+        (
+            ("n_trials: 10", "n_trials: 0"),
+            ":9: search.n_trials: Input should be greater than or equal to 1",
+        ),
         (("batch_size: [16, 32]", "batch_size: [16, sixteen]"), ":8: space.batch_size"),
-        (("min_steps: 10", "min_steps: 100"), ":9: search: min_steps (100) must not exceed max_steps (90)"),
+        (
+            ("min_steps: 10", "min_steps: 100"),
+            ":9: search: min_steps (100) must not exceed max_steps (90)",
+        ),
     ],
 )
 def test_bad_field_names_path_line_and_allowed(patch, expected):
@@ -70,19 +98,27 @@ def test_bad_field_names_path_line_and_allowed(patch, expected):
 
 def test_rank_larger_than_dimension_names_the_limit():
     loaded = parse_spec(GOOD.replace("ranks: [0, 4, 8]", "ranks: [0, 4, 512]"), "s.yaml")
-    with pytest.raises(SpecError, match=r"s.yaml:6: space.lora.ranks: rank 512 is larger than query's dimension 384"):
+    with pytest.raises(
+        SpecError,
+        match=r"s.yaml:6: space.lora.ranks: rank 512 is larger than query's dimension 384",
+    ):
         check_against_model(loaded, minilm_dims())
 
 
 def test_unknown_target_lists_the_architecture_targets():
     loaded = parse_spec(GOOD.replace("targets: [query, value]", "targets: [query, qkv]"), "s.yaml")
-    with pytest.raises(SpecError, match=r"space.lora.targets.1: unknown target 'qkv' for bert; allowed: query, key, value"):
+    with pytest.raises(
+        SpecError,
+        match=r"space.lora.targets.1: unknown target 'qkv' for bert; allowed: query, key, value",
+    ):
         check_against_model(loaded, minilm_dims())
 
 
 def test_layer_out_of_range():
     loaded = parse_spec(GOOD.replace("space:\n", "space:\n  layers: [0, 9]\n"), "s.yaml")
-    with pytest.raises(SpecError, match=r"space.layers: layer 9 does not exist; the model has layers 0-5"):
+    with pytest.raises(
+        SpecError, match=r"space.layers: layer 9 does not exist; the model has layers 0-5"
+    ):
         check_against_model(loaded, minilm_dims())
 
 

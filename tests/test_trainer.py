@@ -28,17 +28,35 @@ def tiny_config(text: str = TINY):
 def test_tiny_bert_learns_synthetic_data():
     spec, config = tiny_config()
     reports = []
-    metrics = train_trial(spec, config, lambda s, m: reports.append((s, m)) or True, max_steps=150, eval_steps=[50])
+    metrics = train_trial(
+        spec, config, lambda s, m: reports.append((s, m)) or True, max_steps=150, eval_steps=[50]
+    )
     assert [s for s, _ in reports] == [50, 150]
     assert metrics["accuracy"] >= 0.9
-    assert set(metrics) >= {"accuracy", "macro_f1", "eval_loss", "trainable_params", "train_seconds", "peak_memory_mb"}
-    assert metrics["trainable_params"] == 4 * (2 * 4 * (64 + 64) + 4 * (64 + 128) + 4 * (128 + 64)) + 64 * 2 + 2
+    assert set(metrics) >= {
+        "accuracy",
+        "macro_f1",
+        "eval_loss",
+        "trainable_params",
+        "train_seconds",
+        "peak_memory_mb",
+    }
+    assert (
+        metrics["trainable_params"]
+        == 4 * (2 * 4 * (64 + 64) + 4 * (64 + 128) + 4 * (128 + 64)) + 64 * 2 + 2
+    )
 
 
 def test_reporter_stops_training():
     spec, config = tiny_config()
     seen = []
-    train_trial(spec, config, lambda s, m: seen.append(s) or s < 20, max_steps=100, eval_steps=[10, 20, 30, 40])
+    train_trial(
+        spec,
+        config,
+        lambda s, m: seen.append(s) or s < 20,
+        max_steps=100,
+        eval_steps=[10, 20, 30, 40],
+    )
     assert seen == [10, 20]
 
 
@@ -48,7 +66,17 @@ def test_only_adapters_and_head_change():
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     from paretune.trainers.loop import train
 
-    train(model, data.train, data.validation, config.hparams, num_labels=2, pad_id=pad, max_steps=15, eval_steps=[], reporter=lambda s, m: True)
+    train(
+        model,
+        data.train,
+        data.validation,
+        config.hparams,
+        num_labels=2,
+        pad_id=pad,
+        max_steps=15,
+        eval_steps=[],
+        reporter=lambda s, m: True,
+    )
     for name, p in model.named_parameters():
         changed = not torch.equal(before[name], p.detach())
         assert changed == p.requires_grad, name
@@ -58,9 +86,18 @@ def test_only_adapters_and_head_change():
 def test_checkpoint_continues_where_it_stopped(tmp_path):
     spec, config = tiny_config()
     straight = train_trial(spec, config, lambda s, m: True, max_steps=40, eval_steps=[20])
-    first = train_trial(spec, config, lambda s, m: s < 20, max_steps=40, eval_steps=[20], trial_dir=tmp_path)
+    first = train_trial(
+        spec, config, lambda s, m: s < 20, max_steps=40, eval_steps=[20], trial_dir=tmp_path
+    )
     steps = []
-    resumed = train_trial(spec, config, lambda s, m: steps.append(s) or True, max_steps=40, eval_steps=[20], trial_dir=tmp_path)
+    resumed = train_trial(
+        spec,
+        config,
+        lambda s, m: steps.append(s) or True,
+        max_steps=40,
+        eval_steps=[20],
+        trial_dir=tmp_path,
+    )
     assert steps == [40]  # continued from step 20, not from 0
     assert first["accuracy"] <= 1.0
     assert resumed["eval_loss"] == pytest.approx(straight["eval_loss"], abs=1e-5)

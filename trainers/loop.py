@@ -33,7 +33,9 @@ class TokenizedSet(Protocol):
     labels: list[int]
 
 
-def length_grouped_batches(lengths: Sequence[int], batch_size: int, seed: int, epoch: int) -> list[list[int]]:
+def length_grouped_batches(
+    lengths: Sequence[int], batch_size: int, seed: int, epoch: int
+) -> list[list[int]]:
     """Shuffled batches whose members have similar lengths (less padding), in shuffled order."""
     rng = random.Random(seed * 100_003 + epoch)
     order = list(range(len(lengths)))
@@ -58,11 +60,16 @@ class BatchStream:
         per_epoch = math.ceil(len(self.lengths) / self.batch_size)
         epoch, k = divmod(step, per_epoch)
         if epoch != self._epoch:
-            self._epoch, self._batches = epoch, length_grouped_batches(self.lengths, self.batch_size, self.seed, epoch)
+            self._epoch, self._batches = (
+                epoch,
+                length_grouped_batches(self.lengths, self.batch_size, self.seed, epoch),
+            )
         return self._batches[k]
 
 
-def collate(data: TokenizedSet, idx: Sequence[int], pad_id: int, device: torch.device) -> dict[str, torch.Tensor]:
+def collate(
+    data: TokenizedSet, idx: Sequence[int], pad_id: int, device: torch.device
+) -> dict[str, torch.Tensor]:
     """Pad to the batch's own longest sequence."""
     seqs = [data.input_ids[i] for i in idx]
     width = max(len(s) for s in seqs)
@@ -72,7 +79,11 @@ def collate(data: TokenizedSet, idx: Sequence[int], pad_id: int, device: torch.d
         ids[row, : len(s)] = torch.tensor(s, dtype=torch.long)
         mask[row, : len(s)] = 1
     labels = torch.tensor([data.labels[i] for i in idx], dtype=torch.long)
-    return {"input_ids": ids.to(device), "attention_mask": mask.to(device), "labels": labels.to(device)}
+    return {
+        "input_ids": ids.to(device),
+        "attention_mask": mask.to(device),
+        "labels": labels.to(device),
+    }
 
 
 def macro_f1(preds: torch.Tensor, labels: torch.Tensor, num_labels: int) -> float:
@@ -86,7 +97,40 @@ def macro_f1(preds: torch.Tensor, labels: torch.Tensor, num_labels: int) -> floa
     return float(sum(scores) / num_labels)
 
 
-def evaluate(model: nn.Module, data: TokenizedSet, pad_id: int, num_labels: int, device: torch.device, batch_size: int = 128) -> dict[str, float]:
+class Runner(Protocol):
+    """Computes logits for a batch of examples (the frozen-prefix path implements this)."""
+
+    def logits(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        examples: list[int] | None = None,
+        split: str = "train",
+    ) -> torch.Tensor: ...
+
+
+def forward_logits(
+    model: nn.Module,
+    runner: Runner | None,
+    batch: dict[str, torch.Tensor],
+    idx: Sequence[int],
+    split: str,
+) -> torch.Tensor:
+    if runner is None:
+        return model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    return runner.logits(batch["input_ids"], batch["attention_mask"], list(idx), split)
+
+
+def evaluate(
+    model: nn.Module,
+    data: TokenizedSet,
+    pad_id: int,
+    num_labels: int,
+    device: torch.device,
+    batch_size: int = 128,
+    runner: Runner | None = None,
+    split: str = "validation",
+) -> dict[str, float]:
     """Accuracy, macro F1 and mean cross-entropy on a split, without autograd."""
     was_training = model.training
     model.eval()
@@ -94,8 +138,9 @@ def evaluate(model: nn.Module, data: TokenizedSet, pad_id: int, num_labels: int,
     preds, losses = [], []
     with torch.inference_mode():
         for start in range(0, len(order), batch_size):
-            batch = collate(data, order[start : start + batch_size], pad_id, device)
-            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.float()
+            idx = order[start : start + batch_size]
+            batch = collate(data, idx, pad_id, device)
+            logits = forward_logits(model, runner, batch, idx, split).float()
             losses.append(F.cross_entropy(logits, batch["labels"], reduction="sum"))
             preds.append(logits.argmax(-1).cpu())
     model.train(was_training)
@@ -193,12 +238,14 @@ def train(
     checkpoint_dir: str | Path | None = None,
     progress: Callable[[int], None] | None = None,
     max_grad_norm: float = 1.0,
+    runner: Runner | None = None,
+    reached: list[int] | None = None,
 ) -> dict[str, float]:
     """Train up to ``max_steps``, evaluating at ``eval_steps`` (and at the end).
 
     With ``checkpoint_dir`` a checkpoint is written at every evaluation and, if one is there at
     the start, training continues from it (same batches, optimizer state and step counter).
-    Returns the last evaluation's metrics.
+    Returns the last evaluation's metrics; ``reached`` (if given) receives every evaluated step.
     """
     device = device or torch.device("cpu")
     model.to(device)
@@ -206,7 +253,10 @@ def train(
     decay = [p for p in params if p.ndim >= 2]
     no_decay = [p for p in params if p.ndim < 2]
     optimizer = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": hp.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        [
+            {"params": decay, "weight_decay": hp.weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ],
         lr=hp.learning_rate,
     )
     schedule = warmup_linear(int(hp.warmup_ratio * max_steps), max_steps)
@@ -225,9 +275,10 @@ def train(
         started = time.perf_counter()
         for group in optimizer.param_groups:
             group["lr"] = hp.learning_rate * schedule(state.step)
-        batch = collate(train_set, stream.batch(state.step), pad_id, device)
-        out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
-        loss = F.cross_entropy(out.logits.float(), batch["labels"])
+        idx = stream.batch(state.step)
+        batch = collate(train_set, idx, pad_id, device)
+        logits = forward_logits(model, runner, batch, idx, "train")
+        loss = F.cross_entropy(logits.float(), batch["labels"])
         if not torch.isfinite(loss):
             raise FloatingPointError(f"training loss is {loss.item()} at step {state.step + 1}")
         optimizer.zero_grad(set_to_none=True)
@@ -241,13 +292,15 @@ def train(
         if progress:
             progress(state.step)
         if state.step in evals:
-            metrics = evaluate(model, eval_set, pad_id, num_labels, device)
+            metrics = evaluate(model, eval_set, pad_id, num_labels, device, runner=runner)
             metrics.update(static_metrics or {})
             metrics["train_seconds"] = state.train_seconds
             metrics["peak_memory_mb"] = memory.peak
             metrics["train_loss"] = float(loss.detach())
             if ckpt is not None:
                 save_checkpoint(ckpt, model, optimizer, state)
+            if reached is not None:
+                reached.append(state.step)
             if not reporter(state.step, dict(metrics)):
                 break
     return metrics

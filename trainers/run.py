@@ -19,11 +19,13 @@ from paretune.spaces import (
 )
 from paretune.spaces.architectures import ModelDims
 from paretune.spaces.models import ModelSource
+from paretune.spaces.space import lowest_adapted_layer
 
 from .data import TokenizedSplits, prepare_data
 from .injectors import apply_plan, count_requires_grad
 from .loop import Reporter, train
 from .models import load_model, load_tokenizer, tokenizer_key
+from .prefix import FEATURES, FrozenPrefix, supports_frozen_prefix
 
 log = logging.getLogger(__name__)
 
@@ -51,9 +53,15 @@ def set_threads(spec: StudySpec) -> None:
     torch.set_num_threads(max(1, int(round(spec.resources.cpus))))
 
 
-def build_trial_model(spec: StudySpec, config: TrialConfig) -> tuple[torch.nn.Module, ModelDims, TokenizedSplits, int]:
+def build_trial_model(
+    spec: StudySpec, config: TrialConfig
+) -> tuple[torch.nn.Module, ModelDims, TokenizedSplits, int]:
     """The adapted model of a configuration, its dimensions, the data and the padding id."""
-    source = resolve_model(spec.model.name, trust_remote_code=spec.model.trust_remote_code, revision=spec.model.revision)
+    source = resolve_model(
+        spec.model.name,
+        trust_remote_code=spec.model.trust_remote_code,
+        revision=spec.model.revision,
+    )
     data = task_data(spec, source)
     dims = dims_from_config(source.config, data.num_labels)
     tokenizer = load_tokenizer(source)
@@ -87,6 +95,8 @@ def train_trial(
         log.error("trainable parameters %d differ from the analytic count %d", trainable, expected)
     if trial_dir is not None:
         Path(trial_dir).mkdir(parents=True, exist_ok=True)
+    reached: list[int] = []
+    runner = prefix_runner(spec, model, dims, config, source_key=_source_key(spec), data=data)
     metrics = train(
         model,
         data.train,
@@ -101,8 +111,53 @@ def train_trial(
         device=device_for(spec),
         checkpoint_dir=trial_dir,
         progress=progress,
+        max_grad_norm=spec.training.max_grad_norm,
+        runner=runner,
+        reached=reached,
     )
+    if trial_dir is not None and reached and reached[-1] >= max_steps:
+        save_final_adapter(model, config, dims, Path(trial_dir), metrics)
     return metrics
+
+
+def _source_key(spec: StudySpec) -> str:
+    return resolve_model(spec.model.name, trust_remote_code=spec.model.trust_remote_code).cache_key
+
+
+def prefix_runner(
+    spec: StudySpec,
+    model: torch.nn.Module,
+    dims: ModelDims,
+    config: TrialConfig,
+    *,
+    source_key: str,
+    data: TokenizedSplits,
+) -> FrozenPrefix | None:
+    """The frozen-prefix path when the plan leaves blocks at the bottom untouched."""
+    if not spec.training.frozen_prefix or not supports_frozen_prefix(dims):
+        return None
+    k = lowest_adapted_layer(config.plan, dims)
+    if k == 0:
+        return None
+    cache = FEATURES if spec.training.prefix_cache else None
+    return FrozenPrefix(
+        model, dims, k, cache=cache, cache_key=(source_key, data.key, spec.task.max_length)
+    )
+
+
+def save_final_adapter(
+    model: torch.nn.Module,
+    config: TrialConfig,
+    dims: ModelDims,
+    trial_dir: Path,
+    metrics: dict[str, float],
+) -> None:
+    """Keep the trained adapter of a full-fidelity trial for ``paretune export``."""
+    try:
+        from .export import save_adapter  # noqa: PLC0415
+    except ImportError:  # export not available in this build
+        return
+    save_adapter(model, config, dims, trial_dir / "adapter", metrics)
 
 
 def always_continue(step: int, metrics: dict[str, Any]) -> bool:

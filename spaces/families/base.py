@@ -29,7 +29,9 @@ class Family(ABC):
         return []
 
     @abstractmethod
-    def dimensions(self, space: Any, dims: ModelDims, layers: list[int]) -> list[tuple[str, int | None]]:
+    def dimensions(
+        self, space: Any, dims: ModelDims, layers: list[int]
+    ) -> list[tuple[str, int | None]]:
         """Searched parameters: (Optuna parameter name, number of choices or None if continuous)."""
 
     @abstractmethod
@@ -43,6 +45,11 @@ class Family(ABC):
     @abstractmethod
     def bounds(self, space: Any, dims: ModelDims, layers: list[int]) -> tuple[int, int]:
         """Smallest and largest parameter count the family's space allows."""
+
+    def layers(self, plan: Any, dims: ModelDims) -> set[int]:
+        """Blocks whose computation the plan changes. The default, every block, is always safe;
+        a family that knows better lets the trainer run the blocks below its lowest one frozen."""
+        return set(range(dims.n_layers))
 
     def plan_to_dict(self, plan: Any) -> dict[str, Any]:
         return asdict(plan)

@@ -70,7 +70,11 @@ class LoraPlan:
     dora: bool = False
 
     def alpha_for(self, rank: int) -> float:
-        return float(self.alpha) if self.alpha is not None else float(self.alpha_multiple or 1.0) * rank
+        return (
+            float(self.alpha)
+            if self.alpha is not None
+            else float(self.alpha_multiple or 1.0) * rank
+        )
 
     def modules(self) -> dict[tuple[int, str], int]:
         return {(layer, target): r for layer, target, r in self.ranks}
@@ -86,7 +90,10 @@ class LoraFamily(Family):
         for i, t in enumerate(space.targets):
             if t not in dims.targets:
                 problems.append(
-                    (("targets", i), f"unknown target {t!r} for {dims.arch}; allowed: {', '.join(dims.targets)}")
+                    (
+                        ("targets", i),
+                        f"unknown target {t!r} for {dims.arch}; allowed: {', '.join(dims.targets)}",
+                    )
                 )
         for t in space.targets:
             if t not in dims.targets:
@@ -96,7 +103,10 @@ class LoraFamily(Family):
             too_big = [r for r in space.ranks if r > limit]
             if too_big:
                 problems.append(
-                    (("ranks",), f"rank {max(too_big)} is larger than {t}'s dimension {limit}; ranks must be <= {limit}")
+                    (
+                        ("ranks",),
+                        f"rank {max(too_big)} is larger than {t}'s dimension {limit}; ranks must be <= {limit}",
+                    )
                 )
                 break
         return problems
@@ -104,7 +114,9 @@ class LoraFamily(Family):
     def _placements(self, space: LoraSpace, layers: list[int]) -> list[tuple[int, str]]:
         return [(layer, t) for layer in layers for t in space.targets]
 
-    def dimensions(self, space: LoraSpace, dims: ModelDims, layers: list[int]) -> list[tuple[str, int | None]]:
+    def dimensions(
+        self, space: LoraSpace, dims: ModelDims, layers: list[int]
+    ) -> list[tuple[str, int | None]]:
         out: list[tuple[str, int | None]] = []
         if space.mode == "shared":
             positive = [r for r in space.ranks if r > 0]
@@ -113,14 +125,19 @@ class LoraFamily(Family):
             out += [(f"lora.layer.L{layer}", 2) for layer in layers]
         else:
             if len(space.ranks) > 1:
-                out += [(f"lora.rank.L{layer}.{t}", len(space.ranks)) for layer, t in self._placements(space, layers)]
+                out += [
+                    (f"lora.rank.L{layer}.{t}", len(space.ranks))
+                    for layer, t in self._placements(space, layers)
+                ]
         for key in ("dropout", "dora"):
             dim = getattr(space, key)
             if n_choices(dim) != 1:
                 out.append((f"lora.{key}", n_choices(dim)))
         return out
 
-    def sample(self, trial: Any, space: LoraSpace, dims: ModelDims, layers: list[int]) -> LoraPlan | None:
+    def sample(
+        self, trial: Any, space: LoraSpace, dims: ModelDims, layers: list[int]
+    ) -> LoraPlan | None:
         ranks: list[tuple[int, str, int]] = []
         if space.mode == "shared":
             positive = [r for r in space.ranks if r > 0]
@@ -138,6 +155,9 @@ class LoraFamily(Family):
         if not ranks:
             return None
         return LoraPlan(tuple(ranks), space.alpha, space.alpha_multiple, dropout, dora)
+
+    def layers(self, plan: LoraPlan, dims: ModelDims) -> set[int]:
+        return {layer for layer, _, _ in plan.ranks}
 
     def module_params(self, dims: ModelDims, target: str, rank: int, dora: bool) -> int:
         shape = dims.targets[target]

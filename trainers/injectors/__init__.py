@@ -9,9 +9,17 @@ from paretune.spaces.architectures import ModelDims
 from paretune.spaces.plan import PeftPlan
 
 from .base import Injector
+from .bitfit import INJECTOR as BITFIT
+from .ia3 import INJECTOR as IA3
 from .lora import INJECTOR as LORA
+from .paca import INJECTOR as PACA
+from .parallel_adapter import INJECTOR as PARALLEL_ADAPTER
+from .prefix import INJECTOR as PREFIX
+from .serial_adapter import INJECTOR as SERIAL_ADAPTER
 
-INJECTORS: dict[str, Injector] = {i.family: i for i in (LORA,)}
+INJECTORS: dict[str, Injector] = {
+    i.family: i for i in (LORA, IA3, PREFIX, SERIAL_ADAPTER, PARALLEL_ADAPTER, BITFIT, PACA)
+}
 
 
 def freeze_base(model: nn.Module) -> None:

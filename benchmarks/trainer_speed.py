@@ -1,0 +1,289 @@
+"""Trainer speed: paretune's trainer against Hugging Face Trainer + peft and a plain PyTorch loop.
+
+Same model (minilm-l6), data (vader-movies), plan, batch size (32) and steps for every trainer;
+runs alternate (A B C A B C ...) so drift in machine load hits all trainers alike. Prints, per
+plan and trainer: median seconds per step, peak extra memory, final validation accuracy, and the
+speed ratio against ``transformers.Trainer``.
+
+    python benchmarks/trainer_speed.py            # 100 steps, 3 rounds
+    python benchmarks/trainer_speed.py --quick    # under 2 minutes
+
+The last line reads ``paretune_speedup_vs_hf_trainer: X`` (median ratio over the plans).
+paretune runs with its defaults (frozen-prefix path and its cache on); ``paretune-nocache`` is
+the same with the cache off, so the cache's share shows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from paretune.spaces import config_from_params, dims_from_config, parse_spec, resolve_model
+from paretune.spaces.families import FAMILIES
+from paretune.trainers.loop import PeakMemory, evaluate, train
+from paretune.trainers.prefix import FEATURES
+from paretune.trainers.run import build_trial_model, prefix_runner
+
+BASE = """\
+study: speed
+model: minilm-l6
+task: {{dataset: vader-movies, max_length: 64, val_size: {val}, test_size: 500, seed: 0}}
+training: {{prefix_cache: {cache}}}
+resources: {{cpus: {cpus}}}
+space:
+  learning_rate: 0.002
+  batch_size: 32
+  warmup_ratio: 0.06
+{space}
+"""
+
+PLANS: dict[str, str] = {
+    "lora-r8-qv-all": "  lora: {targets: [query, value], ranks: [8]}",
+    "serial-64-all": "  serial_adapter: {sizes: [64]}",
+    "paca-qv-equal": "  paca: {targets: [query, value], columns: [16]}",  # 12 x 384 x 16 = LoRA's 73,728
+    "lora-r8-qv-top-half": "  layers: [3, 4, 5]\n  lora: {targets: [query, value], ranks: [8]}",
+}
+PLAN_FAMILY = {
+    "lora-r8-qv-all": "lora",
+    "serial-64-all": "serial_adapter",
+    "paca-qv-equal": "paca",
+    "lora-r8-qv-top-half": "lora",
+}
+
+
+@dataclass
+class RunResult:
+    step_seconds: list[float] = field(default_factory=list)
+    peak_mb: float = 0.0
+    accuracy: float = 0.0
+
+
+def spec_for(plan: str, *, cache: bool, val: int, cpus: int) -> Any:
+    return parse_spec(
+        BASE.format(space=PLANS[plan], cache=str(cache).lower(), val=val, cpus=cpus)
+    ).spec
+
+
+def fresh(spec: Any) -> tuple[Any, Any, Any, Any, int]:
+    dims0 = dims_from_config(resolve_model(spec.model.name).config)
+    config = config_from_params({}, spec, dims0)
+    model, dims, data, pad = build_trial_model(spec, config)
+    return config, model, dims, data, pad
+
+
+class StepTimer:
+    def __init__(self) -> None:
+        self.last = time.perf_counter()
+        self.times: list[float] = []
+
+    def tick(self, _step: int = 0) -> None:
+        now = time.perf_counter()
+        self.times.append(now - self.last)
+        self.last = now
+
+
+def run_paretune(spec: Any, steps: int) -> RunResult:
+    config, model, dims, data, pad = fresh(spec)
+    from paretune.trainers.run import _source_key
+
+    runner = prefix_runner(spec, model, dims, config, source_key=_source_key(spec), data=data)
+    timer, memory = StepTimer(), PeakMemory(torch.device("cpu"))
+    base = memory.peak
+    metrics = train(
+        model,
+        data.train,
+        data.validation,
+        config.hparams,
+        num_labels=data.num_labels,
+        pad_id=pad,
+        max_steps=steps,
+        eval_steps=[],
+        reporter=lambda s, m: True,
+        runner=runner,
+        progress=lambda s: (timer.tick(), memory.sample()),
+    )
+    return RunResult(timer.times, memory.peak - base, metrics["accuracy"])
+
+
+def run_hf_trainer(spec: Any, steps: int) -> RunResult:
+    """transformers.Trainer with the same peft model, dynamic padding and length grouping."""
+    from transformers import DataCollatorWithPadding, Trainer, TrainerCallback, TrainingArguments
+
+    from paretune.trainers.models import load_tokenizer
+
+    config, model, dims, data, pad = fresh(spec)
+    tokenizer = load_tokenizer(resolve_model(spec.model.name))
+    rows = [
+        {"input_ids": ids, "attention_mask": [1] * len(ids), "labels": y}
+        for ids, y in zip(data.train.input_ids, data.train.labels, strict=True)
+    ]
+    timer, memory = StepTimer(), PeakMemory(torch.device("cpu"))
+    base = memory.peak
+
+    class Timing(TrainerCallback):
+        def on_step_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            timer.last = time.perf_counter()
+
+        def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            timer.tick()
+            memory.sample()
+
+    with tempfile.TemporaryDirectory() as out:
+        args = TrainingArguments(
+            output_dir=out,
+            per_device_train_batch_size=32,
+            max_steps=steps,
+            learning_rate=config.hparams.learning_rate,
+            warmup_steps=config.hparams.warmup_ratio,
+            weight_decay=config.hparams.weight_decay,
+            max_grad_norm=1.0,
+            lr_scheduler_type="linear",
+            train_sampling_strategy="group_by_length",
+            logging_strategy="no",
+            save_strategy="no",
+            eval_strategy="no",
+            report_to=[],
+            disable_tqdm=True,
+            use_cpu=True,
+            seed=config.hparams.seed,
+            dataloader_num_workers=0,
+        )
+        trainer = Trainer(
+            model=model,
+            args=args,
+            train_dataset=rows,
+            data_collator=DataCollatorWithPadding(tokenizer),
+            callbacks=[Timing()],
+        )
+        trainer.train()
+    acc = evaluate(model, data.validation, pad, data.num_labels, torch.device("cpu"))["accuracy"]
+    return RunResult(timer.times, memory.peak - base, acc)
+
+
+def run_plain_padded(spec: Any, steps: int) -> RunResult:
+    """A plain PyTorch loop over the same peft model, padding every batch to max_length."""
+    config, model, dims, data, pad = fresh(spec)
+    torch.manual_seed(config.hparams.seed)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(
+        params, lr=config.hparams.learning_rate, weight_decay=config.hparams.weight_decay
+    )
+    warm = int(config.hparams.warmup_ratio * steps)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt,
+        lambda s: (
+            (s + 1) / (warm + 1) if s < warm else max(0.0, (steps - s) / max(1, steps - warm))
+        ),
+    )
+    g = torch.Generator().manual_seed(config.hparams.seed)
+    order = torch.randperm(len(data.train.labels), generator=g).tolist()
+    timer, memory = StepTimer(), PeakMemory(torch.device("cpu"))
+    base = memory.peak
+    width = spec.task.max_length
+    model.train()
+    for step in range(steps):
+        idx = [order[(step * 32 + i) % len(order)] for i in range(32)]
+        ids = torch.full((32, width), pad, dtype=torch.long)
+        mask = torch.zeros((32, width), dtype=torch.long)
+        for r, i in enumerate(idx):
+            seq = data.train.input_ids[i]
+            ids[r, : len(seq)] = torch.tensor(seq)
+            mask[r, : len(seq)] = 1
+        labels = torch.tensor([data.train.labels[i] for i in idx])
+        loss = torch.nn.functional.cross_entropy(
+            model(input_ids=ids, attention_mask=mask).logits, labels
+        )
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        sched.step()
+        timer.tick()
+        memory.sample()
+    acc = evaluate(model, data.validation, pad, data.num_labels, torch.device("cpu"))["accuracy"]
+    return RunResult(timer.times, memory.peak - base, acc)
+
+
+TRAINERS: dict[str, Callable[[Any, int], RunResult]] = {
+    "paretune": run_paretune,
+    "paretune-nocache": run_paretune,
+    "hf-trainer+peft": run_hf_trainer,
+    "plain-loop-padded": run_plain_padded,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument(
+        "--quick", action="store_true", help="fewer steps and one round (under 2 minutes)"
+    )
+    ap.add_argument("--steps", type=int, default=None)
+    ap.add_argument("--rounds", type=int, default=None)
+    ap.add_argument(
+        "--plans", default=",".join(PLANS), help="comma-separated subset of: " + ", ".join(PLANS)
+    )
+    ap.add_argument("--cpus", type=int, default=min(2, os.cpu_count() or 1))
+    args = ap.parse_args(argv)
+    steps = args.steps or (20 if args.quick else 100)
+    rounds = args.rounds or (1 if args.quick else 3)
+    val = 300 if args.quick else 1000
+    trainers = ["paretune", "hf-trainer+peft"] if args.quick else list(TRAINERS)
+    torch.set_num_threads(args.cpus)
+    plans = [p for p in args.plans.split(",") if p]
+    skipped = [p for p in plans if PLAN_FAMILY[p] not in FAMILIES]
+    plans = [p for p in plans if p not in skipped]
+    for p in skipped:
+        print(f"skipping {p}: family {PLAN_FAMILY[p]} is not in this build")
+    print(
+        f"minilm-l6 / vader-movies, batch 32, {steps} steps, {rounds} round(s), {args.cpus} CPU threads, torch {torch.__version__}"
+    )
+    results: dict[tuple[str, str], list[RunResult]] = {}
+    for plan in plans:
+        FEATURES.clear()
+        for r in range(rounds):
+            for name in trainers if r % 2 == 0 else list(reversed(trainers)):
+                if name == "paretune-nocache":
+                    FEATURES.clear()
+                spec = spec_for(plan, cache=name != "paretune-nocache", val=val, cpus=args.cpus)
+                gc.collect()
+                res = TRAINERS[name](spec, steps)
+                results.setdefault((plan, name), []).append(res)
+                print(
+                    f"  {plan:22s} {name:18s} round {r + 1}: {statistics.median(res.step_seconds[2:] or res.step_seconds):.4f} s/step, acc {res.accuracy:.3f}",
+                    flush=True,
+                )
+    print()
+    header = (
+        f"{'plan':22s} {'trainer':18s} {'s/step':>8s} {'peak MB':>8s} {'val acc':>8s} {'vs HF':>7s}"
+    )
+    print(header)
+    print("-" * len(header))
+    ratios = []
+    for plan in plans:
+        hf = statistics.median(
+            t for r in results[(plan, "hf-trainer+peft")] for t in r.step_seconds[2:]
+        )
+        for name in trainers:
+            runs = results[(plan, name)]
+            med = statistics.median(t for r in runs for t in r.step_seconds[2:])
+            acc = statistics.median(r.accuracy for r in runs)
+            peak = max(r.peak_mb for r in runs)
+            print(f"{plan:22s} {name:18s} {med:8.4f} {peak:8.0f} {acc:8.3f} {hf / med:6.2f}x")
+            if name == "paretune":
+                ratios.append(hf / med)
+    print(f"paretune_speedup_vs_hf_trainer: {statistics.median(ratios):.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,203 @@
+"""The frozen-prefix path: blocks below the lowest adapter run without autograd, once.
+
+When no adapter sits below block ``k``, the embeddings and blocks ``0..k-1`` compute the same
+function at every step, so their output ``h_k`` for an example never changes. This module runs
+them under ``torch.no_grad`` (dropout off: they are frozen) and, with the cache on, keeps
+``h_k`` per example and reuses it across steps, epochs and trials of the same worker. The
+trainable part of the model then runs from block ``k`` on, fed by a stand-in for the
+embeddings module.
+
+Effect on training: dropout inside the frozen blocks is off (it stays on in the trainable
+blocks), and nothing else changes: in eval mode logits and gradients equal the plain path's.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+from torch import nn
+
+from paretune.spaces.architectures import ModelDims
+
+CACHE_LIMIT_MB = float(os.environ.get("PARETUNE_PREFIX_CACHE_MB", "4096"))
+
+
+class FeatureCache:
+    """Per-process store of per-example prefix outputs, keyed by what makes them valid."""
+
+    def __init__(self, limit_mb: float = CACHE_LIMIT_MB) -> None:
+        self.limit_bytes = limit_mb * 2**20
+        self.bytes = 0
+        self.hits = 0
+        self.misses = 0
+        self._tables: dict[tuple[Any, ...], dict[int, torch.Tensor]] = {}
+        self._lock = threading.Lock()
+
+    def table(self, key: tuple[Any, ...]) -> dict[int, torch.Tensor]:
+        with self._lock:
+            return self._tables.setdefault(key, {})
+
+    def put(self, table: dict[int, torch.Tensor], example: int, value: torch.Tensor) -> None:
+        size = value.numel() * value.element_size()
+        if self.bytes + size > self.limit_bytes:
+            return  # full: compute instead of caching, never fail
+        table[example] = value
+        self.bytes += size
+
+    def clear(self) -> None:
+        with self._lock:
+            self._tables.clear()
+            self.bytes = self.hits = self.misses = 0
+
+    def keys(self) -> list[tuple[Any, ...]]:
+        return list(self._tables)
+
+
+FEATURES = FeatureCache()
+
+
+class _Captured(Exception):  # noqa: N818 - control flow, not an error
+    def __init__(self, hidden: torch.Tensor) -> None:
+        self.hidden = hidden
+
+
+class _Feeder(nn.Module):
+    """Stands in for the embeddings module: returns the prefix output for the current batch."""
+
+    def __init__(self, hidden: torch.Tensor) -> None:
+        super().__init__()
+        self.hidden = hidden
+
+    def forward(self, *args: Any, **kwargs: Any) -> torch.Tensor:
+        return self.hidden
+
+
+def _parent(root: nn.Module, path: str) -> tuple[nn.Module, str]:
+    head, _, attr = path.rpartition(".")
+    return (root.get_submodule(head) if head else root), attr
+
+
+def supports_frozen_prefix(dims: ModelDims) -> bool:
+    return dims.embeddings is not None
+
+
+class FrozenPrefix:
+    """Forward passes that start at block ``k``; the prefix comes from the cache or a no-grad run.
+
+    ``cache_key`` identifies the base model, the data and ``max_length``; the split and ``k`` are
+    added here, so a change of any of them uses other entries.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        dims: ModelDims,
+        k: int,
+        *,
+        cache: FeatureCache | None = FEATURES,
+        cache_key: tuple[Any, ...] = (),
+    ) -> None:
+        if dims.embeddings is None:
+            raise ValueError(f"the frozen-prefix path does not support {dims.arch}")
+        self.model = model
+        self.dims = dims
+        self.k = k
+        self.cache = cache
+        self.cache_key = cache_key
+        root = model.get_base_model() if hasattr(model, "get_base_model") else model
+        self._blocks_parent, self._blocks_attr = _parent(root, dims.block_path)
+        self._emb_parent, self._emb_attr = _parent(root, dims.embeddings)
+        self.blocks: nn.ModuleList = getattr(self._blocks_parent, self._blocks_attr)
+        self.embeddings: nn.Module = getattr(self._emb_parent, self._emb_attr)
+
+    @contextmanager
+    def _swap(self, parent: nn.Module, attr: str, module: nn.Module) -> Iterator[None]:
+        original = parent._modules[attr]
+        parent._modules[attr] = module
+        try:
+            yield
+        finally:
+            parent._modules[attr] = original
+
+    def _compute(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Run embeddings and blocks 0..k-1 (eval mode, no grad) and return block k's input."""
+        if self.k == 0:
+            target, use_output = self.embeddings, True
+        else:
+            target, use_output = self.blocks[self.k - 1], True
+
+        def hook(_module: nn.Module, _inputs: Any, output: Any) -> None:
+            raise _Captured(output[0] if isinstance(output, tuple) else output)
+
+        prefix = [self.embeddings, *self.blocks[: self.k]]
+        modes = [m.training for m in prefix]
+        handle = target.register_forward_hook(hook) if use_output else None
+        try:
+            for m in prefix:
+                m.eval()
+            with (
+                torch.no_grad(),
+                self._swap(
+                    self._blocks_parent, self._blocks_attr, nn.ModuleList(self.blocks[: self.k])
+                ),
+            ):
+                try:
+                    self.model(input_ids=input_ids, attention_mask=attention_mask)
+                except _Captured as c:
+                    return c.hidden.detach()
+        finally:
+            if handle is not None:
+                handle.remove()
+            for m, mode in zip(prefix, modes, strict=True):
+                m.train(mode)
+        raise RuntimeError("the frozen prefix never reached its last block")
+
+    def features(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        examples: list[int] | None,
+        split: str,
+    ) -> torch.Tensor:
+        """Block k's input for a padded batch; cached rows are reused, the rest computed."""
+        if self.cache is None or examples is None:
+            return self._compute(input_ids, attention_mask)
+        table = self.cache.table((*self.cache_key, split, self.k))
+        lengths = attention_mask.sum(1).tolist()
+        if all(e in table for e in examples):
+            self.cache.hits += len(examples)
+            width = input_ids.shape[1]
+            out = torch.zeros(
+                (len(examples), width, self.dims.hidden),
+                dtype=table[examples[0]].dtype,
+                device=input_ids.device,
+            )
+            for row, e in enumerate(examples):
+                out[row, : lengths[row]] = table[e].to(input_ids.device)
+            return out
+        self.cache.misses += len(examples)
+        hidden = self._compute(input_ids, attention_mask)
+        for row, e in enumerate(examples):
+            if e not in table:
+                self.cache.put(table, e, hidden[row, : lengths[row]].to("cpu", copy=True))
+        return hidden
+
+    def logits(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        examples: list[int] | None = None,
+        split: str = "train",
+    ) -> torch.Tensor:
+        hidden = self.features(input_ids, attention_mask, examples, split)
+        suffix = nn.ModuleList(self.blocks[self.k :])
+        with (
+            self._swap(self._emb_parent, self._emb_attr, _Feeder(hidden)),
+            self._swap(self._blocks_parent, self._blocks_attr, suffix),
+        ):
+            return self.model(input_ids=input_ids, attention_mask=attention_mask).logits
