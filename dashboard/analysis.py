@@ -1,0 +1,335 @@
+"""Pure computations behind the views: Pareto sets, reference points, placement maps, selections.
+
+Dominance is the one definition of :mod:`paretune.search.pareto` (minimisation form, duplicates
+all kept), vectorised with numpy so that a study of thousands of trials stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from paretune.search.pareto import hypervolume
+
+GLOBAL_LAYER = "global"
+
+
+def min_form(values: np.ndarray, directions: Sequence[str]) -> np.ndarray:
+    """Negate the maximised columns so that smaller is better everywhere."""
+    out = np.array(values, dtype=float, copy=True).reshape(len(values), len(directions))
+    for j, d in enumerate(directions):
+        if d == "maximize":
+            out[:, j] = -out[:, j]
+    return out
+
+
+def pareto_mask(points: np.ndarray, chunk: int = 512) -> np.ndarray:
+    """True for each non-dominated row of ``points`` (minimisation form)."""
+    pts = np.asarray(points, dtype=float)
+    n = len(pts)
+    if n == 0:
+        return np.zeros(0, dtype=bool)
+    dominated = np.zeros(n, dtype=bool)
+    for lo in range(0, n, chunk):
+        block = pts[lo : lo + chunk]  # candidate dominators
+        le = (block[:, None, :] <= pts[None, :, :]).all(axis=2)
+        lt = (block[:, None, :] < pts[None, :, :]).any(axis=2)
+        dominated |= (le & lt).any(axis=0)
+    return ~dominated
+
+
+def is_feasible(constraints: Any) -> bool:
+    """A trial is feasible unless one of its constraint values is > 0."""
+    if constraints is None or (isinstance(constraints, float) and math.isnan(constraints)):
+        return True
+    if isinstance(constraints, str):
+        try:
+            constraints = json.loads(constraints)
+        except ValueError:
+            return True
+    if isinstance(constraints, int | float):
+        return float(constraints) <= 0
+    try:
+        return all(float(c) <= 0 for c in constraints)
+    except (TypeError, ValueError):
+        return True
+
+
+def front_candidates(trials: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
+    """COMPLETE, feasible trials whose values in ``columns`` are all finite."""
+    if trials.empty:
+        return trials
+    ok = (trials["state"] == "COMPLETE") & trials["feasible"].astype(bool)
+    for c in columns:
+        ok &= np.isfinite(
+            pd.to_numeric(trials[c], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+        )
+    return trials[ok]
+
+
+def pareto_numbers(
+    trials: pd.DataFrame, columns: Sequence[str], directions: Sequence[str]
+) -> list[int]:
+    """Trial numbers on the Pareto front over ``columns`` (feasible COMPLETE trials only)."""
+    cand = front_candidates(trials, columns)
+    if cand.empty:
+        return []
+    mask = pareto_mask(min_form(cand[list(columns)].to_numpy(dtype=float), directions))
+    return sorted(int(n) for n in cand["number"].to_numpy()[mask])
+
+
+def staircase(x: np.ndarray, y: np.ndarray, dir_x: str, dir_y: str) -> np.ndarray:
+    """Order of the 2-D non-dominated points of (x, y) along x: the front's step line."""
+    pts = min_form(np.column_stack([x, y]), [dir_x, dir_y])
+    idx = np.flatnonzero(pareto_mask(pts))
+    return idx[np.lexsort((pts[idx, 1], pts[idx, 0]))]
+
+
+def parse_reference(detail: Any, objectives: Sequence[str]) -> dict[str, float] | None:
+    """A reference point from an event detail: ``{"point": {name: v}}``, a dict, or a list."""
+    if isinstance(detail, str):
+        try:
+            detail = json.loads(detail)
+        except ValueError:
+            return None
+    if isinstance(detail, Mapping):
+        for key in ("point", "reference_point", "values", "reference"):
+            if key in detail:
+                return parse_reference(detail[key], objectives)
+        if all(o in detail for o in objectives):
+            try:
+                return {o: float(detail[o]) for o in objectives}
+            except (TypeError, ValueError):
+                return None
+        return None
+    if isinstance(detail, list | tuple) and len(detail) == len(objectives):
+        try:
+            return {o: float(v) for o, v in zip(objectives, detail, strict=True)}
+        except (TypeError, ValueError):
+            return None
+    return None
+
+
+def fallback_reference(points_min: np.ndarray) -> list[float]:
+    """Nadir of the points plus a tenth of their range (minimisation form)."""
+    lo, hi = points_min.min(axis=0), points_min.max(axis=0)
+    span = np.where(hi > lo, hi - lo, np.maximum(np.abs(hi), 1.0))
+    return [float(v) for v in hi + 0.1 * span]
+
+
+def front_hypervolume(
+    trials: pd.DataFrame,
+    columns: Sequence[str],
+    directions: Sequence[str],
+    reference: Mapping[str, float] | None,
+) -> float | None:
+    """Hypervolume of the feasible COMPLETE trials, against ``reference`` (natural units)."""
+    cand = front_candidates(trials, columns)
+    if cand.empty:
+        return None
+    pts = min_form(cand[list(columns)].to_numpy(dtype=float), directions)
+    pts = pts[pareto_mask(pts)]
+    if reference is not None and all(c in reference for c in columns):
+        ref = min_form(np.array([[reference[c] for c in columns]]), directions)[0].tolist()
+    else:
+        ref = fallback_reference(pts)
+    return float(hypervolume(pts.tolist(), ref))
+
+
+# -- placement of adapters ---------------------------------------------------------------
+
+
+def _number(v: Any) -> float | None:
+    if isinstance(v, bool):
+        return 1.0 if v else 0.0
+    if isinstance(v, int | float) and math.isfinite(v):
+        return float(v)
+    return None
+
+
+def _layer(v: Any) -> int | None:
+    if isinstance(v, bool):
+        return None
+    if isinstance(v, int):
+        return v
+    if isinstance(v, str):
+        s = v[1:] if v[:1] in ("L", "l") else v
+        return int(s) if s.isdigit() else None
+    return None
+
+
+def _from_entries(
+    family: str, key: str, entries: list[Any]
+) -> list[tuple[str, int | str, str, float]]:
+    out: list[tuple[str, int | str, str, float]] = []
+    for e in entries:
+        if isinstance(e, list | tuple) and e:
+            layer = _layer(e[0])
+            if layer is None:
+                continue
+            if len(e) >= 3 and isinstance(e[1], str):
+                size = _number(e[2])
+                target = e[1]
+            elif len(e) == 2 and isinstance(e[1], str):
+                size, target = 1.0, e[1]
+            elif len(e) == 2:
+                size, target = _number(e[1]), family
+            else:
+                size, target = 1.0, family
+            if size:
+                out.append((family, layer, target, size))
+        elif isinstance(e, Mapping):
+            layer = _layer(e.get("layer"))
+            if layer is None:
+                continue
+            target = str(e.get("target") or e.get("module") or family)
+            size = next(
+                (
+                    _number(e[k])
+                    for k in ("rank", "size", "columns", "bottleneck", "value")
+                    if k in e
+                ),
+                1.0,
+            )
+            if size:
+                out.append((family, layer, target, size))
+        elif "layer" in key.lower():
+            layer = _layer(e)
+            if layer is not None:
+                out.append((family, layer, family, 1.0))
+    return out
+
+
+def plan_placements(plan: Any) -> list[tuple[str, int | str, str, float]]:
+    """(family, layer or "global", module, size) for every adapter a stored plan places.
+
+    Understands LoRA's ``ranks: [[layer, target, rank], ...]`` and, leniently, the shapes other
+    families use: lists of ``[layer, size]`` / ``[layer, target]`` / ``[layer, target, size]``,
+    layer lists, ``{layer: size}`` and ``{layer: {target: size}}`` maps, and global scalars such
+    as a prefix length. Anything else is skipped.
+    """
+    if isinstance(plan, str):
+        try:
+            plan = json.loads(plan)
+        except ValueError:
+            return []
+    if not isinstance(plan, Mapping):
+        return []
+    out: list[tuple[str, int | str, str, float]] = []
+    for family, part in plan.items():
+        family = str(family)
+        if isinstance(part, list):
+            out += _from_entries(family, family, part)
+            continue
+        if not isinstance(part, Mapping):
+            size = _number(part)
+            if size:
+                out.append((family, GLOBAL_LAYER, family, size))
+            continue
+        found: list[tuple[str, int | str, str, float]] = []
+        for key, value in part.items():
+            if isinstance(value, list):
+                found += _from_entries(family, str(key), value)
+            elif isinstance(value, Mapping) and value and all(_layer(k) is not None for k in value):
+                for k, v in value.items():
+                    if isinstance(v, Mapping):
+                        for target, s in v.items():
+                            size = _number(s)
+                            if size:
+                                found.append((family, _layer(k) or 0, str(target), size))
+                    else:
+                        size = _number(v)
+                        if size:
+                            found.append((family, _layer(k) or 0, family, size))
+        if not found:
+            for key in ("length", "prefix_length", "n_tokens", "size", "num_virtual_tokens"):
+                size = _number(part.get(key))
+                if size:
+                    found.append((family, GLOBAL_LAYER, family, size))
+                    break
+        if (
+            not found
+            and part.get("enabled", True)
+            and not any(isinstance(v, list | Mapping) for v in part.values())
+        ):
+            found.append((family, GLOBAL_LAYER, family, 1.0))
+        out += found
+    return out
+
+
+def module_label(family: str, target: str) -> str:
+    return family if target == family else f"{family}:{target}"
+
+
+def placement_table(plans: Sequence[Any]) -> pd.DataFrame:
+    """How often the given plans place an adapter at each (layer, module), and its mean size."""
+    columns = ["layer", "module", "count", "fraction", "mean_size"]
+    if not plans:
+        return pd.DataFrame(columns=columns)
+    counts: dict[tuple[int | str, str], list[float]] = {}
+    for plan in plans:
+        seen: dict[tuple[int | str, str], float] = {}
+        for family, layer, target, size in plan_placements(plan):
+            seen[(layer, module_label(family, target))] = size
+        for key, size in seen.items():
+            counts.setdefault(key, []).append(size)
+    rows = [
+        {
+            "layer": layer,
+            "module": module,
+            "count": len(v),
+            "fraction": len(v) / len(plans),
+            "mean_size": float(np.mean(v)),
+        }
+        for (layer, module), v in counts.items()
+    ]
+    df = pd.DataFrame(rows, columns=columns)
+    if df.empty:
+        return df
+    df["_order"] = [(1, 0) if layer == GLOBAL_LAYER else (0, int(layer)) for layer in df["layer"]]
+    return df.sort_values(["_order", "module"]).drop(columns="_order").reset_index(drop=True)
+
+
+# -- selections and commands -----------------------------------------------------------
+
+
+def trial_from_selection(selection: Any) -> int | None:
+    """The trial number of the first clicked point of a plotly selection (its customdata)."""
+    if selection is None:
+        return None
+    try:
+        points = selection["points"] if isinstance(selection, Mapping) else selection.points
+    except (KeyError, AttributeError):
+        try:
+            points = selection["selection"]["points"]
+        except (KeyError, TypeError):
+            return None
+    for p in points or []:
+        data = p.get("customdata") if isinstance(p, Mapping) else None
+        if isinstance(data, list | tuple):
+            data = data[0] if data else None
+        try:
+            return int(data)
+        except (TypeError, ValueError):
+            continue
+    return None
+
+
+def export_command(study: str, number: int, url: str, default_url: str) -> tuple[str, str | None]:
+    """The ``paretune export`` command for a trial, and a note when the URL cannot be shown."""
+    cmd = f"paretune export {study} --trial {number} --out runs/{study}/trial-{number}"
+    if url == default_url:
+        return cmd, None
+    if (
+        "://" in url
+        and "@" in url.split("://", 1)[1]
+        and ":" in url.split("://", 1)[1].split("@", 1)[0]
+    ):
+        note = "Set PARETUNE_STORAGE to the storage URL first: its password is not shown here."
+        return cmd + ' --storage "$PARETUNE_STORAGE"', note
+    return cmd + f" --storage {url}", None
