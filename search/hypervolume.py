@@ -1,0 +1,160 @@
+"""The Pareto front of a study, its reference point, and the hypervolume recorded after each trial.
+
+Only COMPLETE (full-fidelity), feasible trials make the front: a trial is infeasible when its
+``constraints`` user attribute (measured constraint violations, Optuna's convention) holds a value
+above 0.
+
+The reference point bounds the hypervolume. It comes from ``search.reference_point`` for the
+objectives the spec names there; every other objective gets a derived value:
+
+- ``accuracy``, ``macro_f1``: 0 (worse than any classifier);
+- ``eval_loss``: 2.0;
+- ``trainable_params``: the largest count the search space allows;
+- ``train_seconds``, ``peak_memory_mb``: twice the value of the first COMPLETE trial.
+
+The whole point is fixed when the first COMPLETE trial arrives and stored as a
+``reference_point`` event, so it never moves afterwards (resume, new drivers, more trials): the
+hypervolume history of one study is comparable from its first value to its last.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+from typing import Any
+
+from .pareto import hypervolume, pareto_indices, to_min_form
+from .store import StudyStore
+
+log = logging.getLogger(__name__)
+
+FIXED_REFERENCE = {"accuracy": 0.0, "macro_f1": 0.0, "eval_loss": 2.0}
+RELATIVE_REFERENCE = ("train_seconds", "peak_memory_mb")  # 2x the first COMPLETE trial
+REFERENCE_EVENT = "reference_point"
+
+
+def is_feasible(trial: Any) -> bool:
+    """True unless a measured constraint was violated (``constraints`` user attribute > 0)."""
+    violations = trial.user_attrs.get("constraints") or []
+    return all(float(v) <= 0.0 for v in violations)
+
+
+def complete_feasible(trials: Sequence[Any]) -> list[Any]:
+    """COMPLETE trials with all values finite and no violated constraint, in trial order."""
+    from optuna.trial import TrialState  # noqa: PLC0415
+
+    out = []
+    for t in trials:
+        if t.state != TrialState.COMPLETE or not t.values or not is_feasible(t):
+            continue
+        if all(math.isfinite(v) for v in t.values):
+            out.append(t)
+    return out
+
+
+def pareto_trials(trials: Sequence[Any], directions: Sequence[str]) -> list[Any]:
+    """The non-dominated COMPLETE feasible trials (ties all kept), in trial order."""
+    candidates = complete_feasible(trials)
+    points = [to_min_form(t.values, directions) for t in candidates]
+    return [candidates[i] for i in sorted(pareto_indices(points))]
+
+
+def derive_reference(
+    objectives: Sequence[str],
+    *,
+    max_params: int,
+    first_values: dict[str, float] | None,
+    given: dict[str, float] | None = None,
+) -> dict[str, float] | None:
+    """The reference point (objective name -> value), or None while it needs a first trial."""
+    given = given or {}
+    point: dict[str, float] = {}
+    for name in objectives:
+        if name in given:
+            point[name] = float(given[name])
+        elif name in FIXED_REFERENCE:
+            point[name] = FIXED_REFERENCE[name]
+        elif name == "trainable_params":
+            point[name] = float(max_params)
+        elif name in RELATIVE_REFERENCE:
+            if first_values is None or name not in first_values:
+                return None
+            point[name] = 2.0 * float(first_values[name])
+        else:  # an objective added later without a rule: 0 is wrong for minimised ones, so say so
+            raise ValueError(
+                f"no reference-point rule for objective {name!r}; set search.reference_point"
+            )
+    return point
+
+
+def compute_steps(store: StudyStore, study_id: int, metric: str) -> int:
+    """Training steps spent by all trials so far: the sum of each trial's highest reported step."""
+    highest: dict[int, int] = {}
+    for row in store.metrics(study_id, name=metric):
+        highest[row["trial_number"]] = max(highest.get(row["trial_number"], 0), int(row["step"]))
+    return sum(highest.values())
+
+
+class HypervolumeRecorder:
+    """Fixes the reference point once and appends the hypervolume after each COMPLETE trial."""
+
+    def __init__(self, store: StudyStore, study_id: int, spec: Any, max_params: int) -> None:
+        self.store = store
+        self.study_id = study_id
+        self.objectives = list(spec.objective_names)
+        self.directions = list(spec.directions)
+        self.given = dict(spec.search.reference_point or {})
+        self.primary = spec.primary_metric
+        self.max_params = max_params
+        self._point: dict[str, float] | None = None
+
+    def reference(self, trials: Sequence[Any]) -> dict[str, float] | None:
+        """The stored reference point, or a new one derived from the first COMPLETE trial."""
+        if self._point is not None:
+            return self._point
+        stored = self.store.events(self.study_id, kinds=[REFERENCE_EVENT])
+        if stored:  # the first one wins, also when two drivers raced to write it
+            self._point = {k: float(v) for k, v in stored[0]["detail"]["point"].items()}
+            return self._point
+        first = next(iter(complete_feasible(trials)), None)
+        if first is None:
+            return None
+        first_values = dict(zip(self.objectives, first.values, strict=True))
+        point = derive_reference(
+            self.objectives, max_params=self.max_params, first_values=first_values, given=self.given
+        )
+        if point is None:
+            return None
+        self.store.log_event(
+            self.study_id,
+            REFERENCE_EVENT,
+            {"point": point, "from_trial": first.number, "given": sorted(self.given)},
+        )
+        stored = self.store.events(self.study_id, kinds=[REFERENCE_EVENT])
+        self._point = {k: float(v) for k, v in stored[0]["detail"]["point"].items()}
+        return self._point
+
+    def value(self, trials: Sequence[Any]) -> tuple[float, int] | None:
+        """(hypervolume, number of COMPLETE trials) of ``trials``, None before a reference exists."""
+        point = self.reference(trials)
+        if point is None:
+            return None
+        reference = to_min_form([point[n] for n in self.objectives], self.directions)
+        front = pareto_trials(trials, self.directions)
+        volume = hypervolume([to_min_form(t.values, self.directions) for t in front], reference)
+        from optuna.trial import TrialState  # noqa: PLC0415
+
+        n_complete = sum(1 for t in trials if t.state == TrialState.COMPLETE)
+        return volume, n_complete
+
+    def record(self, trials: Sequence[Any]) -> float | None:
+        """Append one hypervolume row for the study as it is now; returns the value."""
+        result = self.value(trials)
+        if result is None:
+            return None
+        volume, n_complete = result
+        steps = compute_steps(self.store, self.study_id, self.primary)
+        self.store.record_hypervolume(self.study_id, n_complete, steps, volume)
+        log.debug("hypervolume %.6g after %d complete trials (%d steps)", volume, n_complete, steps)
+        return volume

@@ -1,0 +1,260 @@
+"""What ``paretune status``, ``studies`` and ``pareto`` show: rows read from the store, then rendered.
+
+Row builders return plain dicts (JSON-ready); renderers turn them into rich tables, JSON or CSV.
+
+``paretune pareto NAME --format json`` is a list of objects::
+
+    [{"trial": 7, "values": {"accuracy": 0.91, "trainable_params": 12290},
+      "params": {"lora.rank.L3.query": 8, "learning_rate": 0.0012, ...},
+      "plan": {"lora": {...}}, "summary": "lora r8 on L3-L5 query,value"}, ...]
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from rich.table import Table
+
+from .driver import driver_is_live
+from .hypervolume import pareto_trials
+from .progress import format_value
+from .searcher import count_budget
+from .store import StudyInfo, StudyStore
+
+FORMATS = ("table", "json", "csv")
+
+
+def _trials(store: StudyStore, name: str) -> list[Any]:
+    import optuna  # noqa: PLC0415
+
+    try:
+        study = optuna.load_study(study_name=name, storage=store.optuna_storage())
+    except KeyError:
+        return []
+    return study.get_trials(deepcopy=False)
+
+
+def _iso(when: datetime | None) -> str | None:
+    return when.replace(microsecond=0).isoformat(sep=" ") if when else None
+
+
+def display_status(info: StudyInfo) -> str:
+    """The stored status, except that a 'running' study whose driver is gone reads 'orphaned'."""
+    if info.status in ("running", "stop-requested") and not driver_is_live(info):
+        return "orphaned"
+    return info.status
+
+
+def _objectives(info: StudyInfo) -> tuple[list[str], list[str]]:
+    spec = info.spec
+    names = [o["name"] for o in spec["objectives"]]
+    directions = [o["direction"] for o in spec["objectives"]]
+    return names, directions
+
+
+def study_row(store: StudyStore, info: StudyInfo) -> dict[str, Any]:
+    """One line of ``paretune studies`` / ``paretune status``."""
+    trials = _trials(store, info.name)
+    names, directions = _objectives(info)
+    budget = count_budget(trials, info.n_trials)
+    states: dict[str, int] = {}
+    for t in trials:
+        key = "REJECTED" if t.user_attrs.get("rejected") else t.state.name
+        states[key] = states.get(key, 0) + 1
+    history = store.hypervolume_history(info.id)
+    return {
+        "study": info.name,
+        "status": display_status(info),
+        "budget": info.n_trials,
+        "used": budget.used,
+        "trials": {k: states[k] for k in sorted(states)},
+        "pareto_size": len(pareto_trials(trials, directions)),
+        "hypervolume": history[-1]["value"] if history else None,
+        "objectives": names,
+        "driver_host": info.driver_host if driver_is_live(info) else None,
+        "updated": _iso(info.updated_at),
+    }
+
+
+def studies_rows(store: StudyStore) -> list[dict[str, Any]]:
+    return [study_row(store, info) for info in store.list_studies()]
+
+
+def trial_rows(store: StudyStore, name: str) -> list[dict[str, Any]]:
+    """Every trial of a study: number, state, values, plan summary, steps reached, flags."""
+    info = store.get_study(name)
+    names, _ = _objectives(info)
+    steps: dict[int, int] = {}
+    for row in store.metrics(info.id):
+        steps[row["trial_number"]] = max(steps.get(row["trial_number"], 0), int(row["step"]))
+    rows = []
+    for t in _trials(store, name):
+        flags = [
+            flag
+            for flag, on in (
+                ("rejected", t.user_attrs.get("rejected")),
+                ("interrupted", t.user_attrs.get("interrupted")),
+                ("recovered", t.user_attrs.get("recovered")),
+                (
+                    "infeasible",
+                    t.user_attrs.get("constraints") and max(t.user_attrs["constraints"]) > 0,
+                ),
+            )
+            if on
+        ]
+        if "retry_of" in t.user_attrs:
+            flags.append(f"retry of #{t.user_attrs['retry_of']}")
+        rows.append(
+            {
+                "trial": t.number,
+                "state": "REJECTED" if t.user_attrs.get("rejected") else t.state.name,
+                "values": dict(zip(names, t.values, strict=True)) if t.values else None,
+                "summary": t.user_attrs.get("summary"),
+                "trainable_params": t.user_attrs.get("trainable_params"),
+                "steps": steps.get(t.number, 0),
+                "flags": flags,
+            }
+        )
+    return rows
+
+
+def pareto_rows(store: StudyStore, name: str) -> list[dict[str, Any]]:
+    """The non-dominated COMPLETE feasible trials, with values, parameters, plan and summary."""
+    info = store.get_study(name)
+    names, directions = _objectives(info)
+    return [
+        {
+            "trial": t.number,
+            "values": dict(zip(names, t.values, strict=True)),
+            "params": dict(t.params),
+            "plan": t.user_attrs.get("plan"),
+            "hparams": t.user_attrs.get("hparams"),
+            "summary": t.user_attrs.get("summary"),
+        }
+        for t in pareto_trials(_trials(store, name), directions)
+    ]
+
+
+# -- renderers ---------------------------------------------------------------------------------
+
+
+def to_json(data: Any) -> str:
+    return json.dumps(data, indent=2, sort_keys=False, default=str)
+
+
+def pareto_csv(rows: Sequence[dict[str, Any]], objectives: Sequence[str]) -> str:
+    """CSV: ``trial``, one column per objective, ``summary``, then ``params`` and ``plan`` as JSON."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["trial", *objectives, "summary", "params", "plan"])
+    for r in rows:
+        writer.writerow(
+            [
+                r["trial"],
+                *(r["values"].get(n) for n in objectives),
+                r["summary"] or "",
+                json.dumps(r["params"], sort_keys=True),
+                json.dumps(r["plan"], sort_keys=True),
+            ]
+        )
+    return out.getvalue()
+
+
+def trials_csv(rows: Sequence[dict[str, Any]], objectives: Sequence[str]) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["trial", "state", *objectives, "steps", "summary", "flags"])
+    for r in rows:
+        values = r["values"] or {}
+        writer.writerow(
+            [
+                r["trial"],
+                r["state"],
+                *(values.get(n) for n in objectives),
+                r["steps"],
+                r["summary"] or "",
+                ";".join(r["flags"]),
+            ]
+        )
+    return out.getvalue()
+
+
+def studies_table(rows: Sequence[dict[str, Any]]) -> Table:
+    table = Table(title="paretune studies", header_style="bold")
+    for col, justify in (
+        ("study", "left"),
+        ("status", "left"),
+        ("trials", "right"),
+        ("complete", "right"),
+        ("pruned", "right"),
+        ("failed", "right"),
+        ("running", "right"),
+        ("pareto", "right"),
+        ("hypervolume", "right"),
+        ("updated", "left"),
+    ):
+        table.add_column(col, justify=justify)  # type: ignore[arg-type]
+    for r in rows:
+        t = r["trials"]
+        table.add_row(
+            r["study"],
+            r["status"],
+            f"{r['used']}/{r['budget']}",
+            str(t.get("COMPLETE", 0)),
+            str(t.get("PRUNED", 0)),
+            str(t.get("FAIL", 0)),
+            str(t.get("RUNNING", 0)),
+            str(r["pareto_size"]),
+            f"{r['hypervolume']:.5g}" if r["hypervolume"] is not None else "-",
+            r["updated"] or "-",
+        )
+    return table
+
+
+def trials_table(name: str, rows: Sequence[dict[str, Any]], objectives: Sequence[str]) -> Table:
+    table = Table(title=f"study {name}", header_style="bold")
+    table.add_column("#", justify="right")
+    table.add_column("state")
+    for n in objectives:
+        table.add_column(n, justify="right")
+    table.add_column("steps", justify="right")
+    table.add_column("plan")
+    table.add_column("notes")
+    for r in rows:
+        values = r["values"] or {}
+        table.add_row(
+            str(r["trial"]),
+            r["state"],
+            *(format_value(n, values.get(n)) for n in objectives),
+            str(r["steps"]),
+            r["summary"] or "-",
+            ", ".join(r["flags"]),
+        )
+    return table
+
+
+def pareto_table(name: str, rows: Sequence[dict[str, Any]], objectives: Sequence[str]) -> Table:
+    table = Table(title=f"Pareto front of {name} ({len(rows)} trials)", header_style="bold")
+    table.add_column("#", justify="right")
+    for n in objectives:
+        table.add_column(n, justify="right")
+    table.add_column("plan")
+    table.add_column("learning rate", justify="right")
+    for r in rows:
+        lr = (r.get("hparams") or {}).get("learning_rate", r["params"].get("learning_rate"))
+        table.add_row(
+            str(r["trial"]),
+            *(format_value(n, r["values"].get(n)) for n in objectives),
+            r["summary"] or "-",
+            f"{lr:.3g}" if isinstance(lr, int | float) else "-",
+        )
+    return table
+
+
+def objectives_of(store: StudyStore, name: str) -> list[str]:
+    return _objectives(store.get_study(name))[0]

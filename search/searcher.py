@@ -1,0 +1,726 @@
+"""paretune's searcher: Optuna proposes, the store records, and every trial ends in the right state.
+
+:class:`SearchCore` holds the logic and needs no Ray, so tests drive it by calling its methods;
+:class:`ParetuneSearcher` is the thin ``ray.tune.search.Searcher`` that maps Ray trial ids onto it.
+
+Trial life cycle (Optuna states):
+
+- ask: the study proposes a configuration (an enqueued retry first); ``spaces`` samples it into a
+  plan. A plan over ``constraints.max_trainable_params`` is never trained: it is told FAIL with
+  user attribute ``rejected`` and an event ``rejected``, and the next one is asked.
+- every reported result: its metrics go to the store at their step, at once. The primary metric
+  becomes an Optuna intermediate value when the trial ends (Optuna refuses them after that), for
+  every trial except a PRUNED one of a multi-objective study under TPE: Optuna's TPE ranks pruned
+  trials by their last intermediate value with ``study.direction``, which raises on a
+  multi-objective study. Those learning curves are in ``paretune_metrics`` only.
+- end: COMPLETE when the trial reached ``search.max_steps`` (values in the spec's objective order);
+  PRUNED when it stopped earlier (a scheduler, a timeout); FAIL when it raised (user attribute and
+  event ``trial_failed`` keep the traceback); FAIL with ``interrupted`` when the driver stops under
+  it, then queued again with the same parameters while its configuration has retries left.
+
+Budget (``search.n_trials``): every trial the study ever had counts, whatever its state, except
+
+- rejected plans (never trained), and
+- interrupted trials that were queued again: their retry takes their place in the budget.
+
+So when a study ends, COMPLETE + PRUNED + FAIL (failed, or interrupted with no retry left) equals
+``n_trials``. A configuration (by config hash) is retried at most ``search.max_retries`` times.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+import socket
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from paretune.spaces import (
+    ModelDims,
+    StudySpec,
+    count_trainable,
+    describe_space,
+    sample_config,
+)
+from paretune.spaces.catalogue import METRIC_NAMES
+
+from .hypervolume import HypervolumeRecorder, pareto_trials
+from .progress import ProgressState
+from .store import StudyInfo, StudyStore
+from .trainable import ERROR_KEY, KEYS_KEY, STEP_KEY, TIMEOUT_KEY, TRIAL_KEY
+
+log = logging.getLogger(__name__)
+
+FINISHED = "FINISHED"  # the same string as ray.tune.search.Searcher.FINISHED
+
+
+@dataclass
+class StudyContext:
+    """Everything the searcher and the driver need about one study."""
+
+    store: StudyStore
+    info: StudyInfo
+    spec: StudySpec
+    dims: ModelDims
+    study: Any  # optuna.Study
+
+    @property
+    def name(self) -> str:
+        return self.info.name
+
+    @property
+    def study_id(self) -> int:
+        return self.info.id
+
+
+# -- budget ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How much of ``n_trials`` the study has used (see the module docstring for the rules)."""
+
+    n_trials: int
+    used: int
+    waiting: int
+    rejected: int
+    requeued: int
+
+    @property
+    def remaining(self) -> int:
+        """New trials that may still be asked (queued retries are already counted in ``used``)."""
+        return max(0, self.n_trials - self.used)
+
+    @property
+    def can_ask(self) -> bool:
+        return self.waiting > 0 or self.remaining > 0
+
+
+def requeued_numbers(trials: Sequence[Any]) -> set[int]:
+    """Numbers of the trials that a retry replaced."""
+    return {int(t.user_attrs["retry_of"]) for t in trials if "retry_of" in t.user_attrs}
+
+
+def count_budget(trials: Sequence[Any], n_trials: int) -> Budget:
+    from optuna.trial import TrialState  # noqa: PLC0415
+
+    replaced = requeued_numbers(trials)
+    rejected = sum(1 for t in trials if t.user_attrs.get("rejected"))
+    used = sum(1 for t in trials if not t.user_attrs.get("rejected") and t.number not in replaced)
+    waiting = sum(1 for t in trials if t.state == TrialState.WAITING)
+    return Budget(n_trials, used, waiting, rejected, len(replaced))
+
+
+def trailing_rejections(trials: Sequence[Any]) -> int:
+    """Rejections since the last trained trial: the count that ``max_rejections`` caps."""
+    n = 0
+    for t in sorted(trials, key=lambda t: t.number, reverse=True):
+        if not t.user_attrs.get("rejected"):
+            break
+        n += 1
+    return n
+
+
+def reported_keys(result: dict[str, Any]) -> list[str]:
+    """The metric names a result carries: those the trial function reported (our trainable lists
+    them), else the objectives paretune knows."""
+    listed = result.get(KEYS_KEY)
+    if isinstance(listed, str):
+        return [k for k in listed.split(",") if k]
+    return list(METRIC_NAMES)
+
+
+def constraint_violations(spec: StudySpec, metrics: dict[str, float]) -> list[float] | None:
+    """Measured-constraint violations (value - limit, <= 0 feasible); None when none are set."""
+    c = spec.search.constraints
+    limits = [("peak_memory_mb", c.max_peak_memory_mb), ("train_seconds", c.max_train_seconds)]
+    active = [(name, limit) for name, limit in limits if limit is not None]
+    if not active:
+        return None
+    return [float(metrics.get(name, 0.0)) - float(limit) for name, limit in active]
+
+
+def trial_constraints(trial: Any) -> list[float]:
+    """Optuna ``constraints_func``: reads what the searcher stored on the trial."""
+    return [float(v) for v in trial.user_attrs.get("constraints", [0.0])]
+
+
+def constraints_func_for(spec: StudySpec) -> Any:
+    return trial_constraints if constraint_violations(spec, {}) is not None else None
+
+
+# -- the searcher logic ----------------------------------------------------------------------
+
+
+@dataclass
+class LiveTrial:
+    number: int
+    trial_id: int
+    config_hash: str
+    trainable_params: int
+    last_step: int = 0
+    metrics: dict[int, dict[str, float]] = field(default_factory=dict)
+    error: str | None = None
+    timed_out: bool = False
+    seen: bool = False
+    ray_error: bool = False  # Ray reported an error; its text follows through on_ray_error
+
+
+class SearchCore:
+    """Asks, records and ends trials of one study; all state worth keeping goes to the store."""
+
+    def __init__(
+        self, ctx: StudyContext, *, driver_id: str = "", progress: ProgressState | None = None
+    ) -> None:
+        self.ctx = ctx
+        self.spec = ctx.spec
+        self.store = ctx.store
+        self.study = ctx.study
+        self.driver_id = driver_id or socket.gethostname()
+        self.progress = progress
+        self.live: dict[int, LiveTrial] = {}
+        self.max_steps = ctx.spec.search.max_steps
+        self.max_params = describe_space(ctx.spec, ctx.dims).max_params
+        self.hv = HypervolumeRecorder(ctx.store, ctx.study_id, ctx.spec, self.max_params)
+        self.stopping: str | None = None  # set by the driver: "interrupted" | "stopped"
+        self.gave_up: str | None = None  # why the study cannot go on (too many rejections)
+        self.finished = False
+        self._lock = threading.RLock()
+        trials = self.trials()
+        self._rejections = trailing_rejections(trials)
+        self._refresh_progress(trials)
+
+    # -- reading ----------------------------------------------------------------------------
+
+    def trials(self) -> list[Any]:
+        return self.study.get_trials(deepcopy=False)
+
+    def budget(self, trials: Sequence[Any] | None = None) -> Budget:
+        info = self.store.get_study(self.ctx.name)  # n_trials may have been raised meanwhile
+        return count_budget(self.trials() if trials is None else trials, info.n_trials)
+
+    # -- ask --------------------------------------------------------------------------------
+
+    def next_trial(self) -> dict[str, Any] | str | None:
+        """A Ray config for the next trial, or FINISHED when the budget is spent or the study gave up."""
+        with self._lock:
+            if self.stopping or self.gave_up or self.finished:
+                return FINISHED
+            limit = self.spec.search.constraints.max_trainable_params
+            while True:
+                if not self.budget().can_ask:
+                    self.finished = True
+                    return FINISHED
+                trial = self.study.ask()
+                try:
+                    config = sample_config(trial, self.spec, self.ctx.dims)
+                except Exception:  # do not leave a RUNNING trial behind for resume to retry
+                    self._fail_unsampled(trial)
+                    raise
+                n_params = count_trainable(config.plan, self.ctx.dims)
+                config_hash = trial.user_attrs.get("config_hash") or config.hash()
+                attrs = {
+                    "plan": config.plan.to_dict(),
+                    "summary": config.plan.summary(),
+                    "hparams": config.hparams.to_dict(),
+                    "trainable_params": n_params,
+                    "config_hash": config_hash,
+                }
+                for key, value in attrs.items():
+                    trial.set_user_attr(key, value)
+                if limit is not None and n_params > limit:
+                    if self._reject(trial, n_params, limit):
+                        return FINISHED
+                    continue
+                self._rejections = 0
+                self.live[trial.number] = LiveTrial(
+                    trial.number, trial._trial_id, config_hash, n_params
+                )
+                self._refresh_progress()
+                return {
+                    TRIAL_KEY: trial.number,
+                    "config": config.to_dict(),
+                    "trainable_params": n_params,
+                    "config_hash": config_hash,
+                }
+
+    def _fail_unsampled(self, trial: Any) -> None:
+        import traceback  # noqa: PLC0415
+
+        from optuna.trial import TrialState  # noqa: PLC0415
+
+        tb = traceback.format_exc()
+        trial.set_user_attr("traceback", tb)
+        self.study.tell(trial, state=TrialState.FAIL)
+        self.store.log_event(
+            self.ctx.study_id,
+            "trial_failed",
+            {"traceback": tb, "step": 0},
+            trial_number=trial.number,
+        )
+
+    def _reject(self, trial: Any, n_params: int, limit: int) -> bool:
+        """Refuse an over-budget plan; True when the study must give up."""
+        from optuna.trial import TrialState  # noqa: PLC0415
+
+        trial.set_user_attr("rejected", True)
+        self.study.tell(trial, state=TrialState.FAIL)
+        self.store.log_event(
+            self.ctx.study_id,
+            "rejected",
+            {"trainable_params": n_params, "max_trainable_params": limit},
+            trial_number=trial.number,
+        )
+        self._rejections += 1
+        cap = self.spec.search.constraints.max_rejections
+        if self._rejections >= cap:
+            self.gave_up = (
+                f"{self._rejections} plans in a row exceeded max_trainable_params={limit:,}; the space "
+                f"allows up to {self.max_params:,}: raise search.constraints.max_trainable_params "
+                "or narrow the space"
+            )
+            self.store.log_event(self.ctx.study_id, "gave_up", {"reason": self.gave_up})
+            log.warning("study %s gives up: %s", self.ctx.name, self.gave_up)
+            return True
+        return False
+
+    # -- results ----------------------------------------------------------------------------
+
+    def on_result(self, number: int, result: dict[str, Any]) -> None:
+        """Record one reported result (metrics at their step); repeated steps are ignored."""
+        with self._lock:
+            live = self.live.get(number)
+            if live is None:
+                log.debug("result for trial %s that this driver does not run", number)
+                return
+            if result.get(ERROR_KEY):
+                live.error = str(result[ERROR_KEY])
+            if result.get(TIMEOUT_KEY):
+                live.timed_out = True
+            if not live.seen and (result.get("hostname") or result.get("node_ip")):
+                live.seen = True
+                self.store.log_event(
+                    self.ctx.study_id,
+                    "trial_running",
+                    {
+                        "host": result.get("hostname"),
+                        "node_ip": result.get("node_ip"),
+                        "pid": result.get("pid"),
+                    },
+                    trial_number=number,
+                )
+            if STEP_KEY not in result or live.error:
+                return
+            step = int(result[STEP_KEY])
+            metrics = {
+                k: float(result[k])
+                for k in reported_keys(result)
+                if isinstance(result.get(k), int | float) and math.isfinite(float(result[k]))
+            }
+            if step <= live.last_step or not metrics:
+                return
+            self.store.record_metrics(self.ctx.study_id, number, step, metrics)
+            live.last_step = step
+            live.metrics[step] = metrics
+
+    def on_end(
+        self, number: int, result: dict[str, Any] | None = None, error: bool = False
+    ) -> str | None:
+        """End a trial: COMPLETE, PRUNED or FAIL (see the module docstring). Returns the state name."""
+        with self._lock:
+            if number not in self.live:
+                return None
+            if result:
+                self.on_result(number, result)
+            live = self.live[number]
+            if live.error or error:
+                state = self._fail(
+                    live, live.error or "the Ray trial failed (worker died or was killed)"
+                )
+            elif self.stopping and live.last_step < self.max_steps:
+                state = self._interrupt(live, self.stopping)
+            elif live.last_step >= self.max_steps:
+                state = self._complete(live)
+            elif not live.metrics and self.stopping is None:
+                # ended before its first evaluation without an error: nothing trained, run it again
+                state = self._interrupt(live, "ended before reporting")
+            else:
+                state = self._prune(live)
+            self._refresh_progress()
+            return state
+
+    def mark_ray_error(self, number: int) -> bool:
+        """Ray says the trial errored. True: it ended now (its traceback was reported already);
+        False: it waits for :meth:`on_ray_error` to bring Ray's error text."""
+        with self._lock:
+            live = self.live.get(number)
+            if live is None:
+                return True
+            if live.error:
+                self.on_end(number, None, error=True)
+                return True
+            live.ray_error = True
+            return False
+
+    def on_ray_error(self, number: int, message: str | None) -> None:
+        """End a trial that Ray saw fail (a worker died, was killed, ran out of memory)."""
+        with self._lock:
+            live = self.live.get(number)
+            if live is None:
+                return
+            live.error = live.error or message or "the Ray trial failed (worker died or was killed)"
+            self.on_end(number, None, error=True)
+
+    def flush_ray_errors(self) -> None:
+        """End trials still waiting for Ray's error text (the run is ending)."""
+        with self._lock:
+            for number in [n for n, t in self.live.items() if t.ray_error]:
+                self.on_ray_error(number, None)
+
+    def _pop(self, live: LiveTrial) -> None:
+        self.live.pop(live.number, None)
+
+    def _curve(self, live: LiveTrial) -> dict[int, float]:
+        primary = self.spec.primary_metric
+        return {step: m[primary] for step, m in live.metrics.items() if primary in m}
+
+    def _complete(self, live: LiveTrial) -> str:
+        from optuna.trial import TrialState  # noqa: PLC0415
+
+        final = dict(live.metrics[live.last_step])
+        final.setdefault("trainable_params", float(live.trainable_params))
+        missing = [n for n in self.spec.objective_names if n not in final]
+        if missing:
+            return self._fail(
+                live,
+                f"the trial reached step {live.last_step} without reporting {', '.join(missing)}",
+            )
+        values = [final[n] for n in self.spec.objective_names]
+        violations = constraint_violations(self.spec, final)
+        sid = self.study._storage
+        if violations is not None:
+            sid.set_trial_user_attr(live.trial_id, "constraints", violations)
+        sid.set_trial_user_attr(live.trial_id, "steps", live.last_step)
+        write_curve(self.study, live.trial_id, self._curve(live))
+        self._pop(live)
+        self.study.tell(live.number, values)
+        self._after_complete()
+        return TrialState.COMPLETE.name
+
+    def _after_complete(self) -> None:
+        trials = self.trials()
+        try:
+            value = self.hv.record(trials)
+        except Exception:  # the front is a by-product; never lose the run over it
+            log.exception("hypervolume of study %s could not be recorded", self.ctx.name)
+            value = None
+        self._refresh_progress(trials, hypervolume=value)
+
+    def _prune(self, live: LiveTrial) -> str:
+        from optuna.trial import TrialState  # noqa: PLC0415
+
+        sid = self.study._storage
+        sid.set_trial_user_attr(live.trial_id, "steps", live.last_step)
+        if live.metrics:
+            violations = constraint_violations(self.spec, live.metrics[live.last_step])
+            if violations is not None:
+                sid.set_trial_user_attr(live.trial_id, "constraints", violations)
+        if pruned_curves_allowed(self.study):
+            write_curve(self.study, live.trial_id, self._curve(live))
+        self._pop(live)
+        self.study.tell(live.number, state=TrialState.PRUNED)
+        detail: dict[str, Any] = {"step": live.last_step}
+        if live.timed_out:
+            detail["reason"] = f"trial_timeout_s={self.spec.search.trial_timeout_s}"
+        self.store.log_event(self.ctx.study_id, "trial_pruned", detail, trial_number=live.number)
+        return TrialState.PRUNED.name
+
+    def _fail(self, live: LiveTrial, tb: str) -> str:
+        from optuna.trial import TrialState  # noqa: PLC0415
+
+        sid = self.study._storage
+        sid.set_trial_user_attr(live.trial_id, "traceback", tb)
+        sid.set_trial_user_attr(live.trial_id, "steps", live.last_step)
+        write_curve(self.study, live.trial_id, self._curve(live))
+        self._pop(live)
+        self.study.tell(live.number, state=TrialState.FAIL)
+        self.store.log_event(
+            self.ctx.study_id,
+            "trial_failed",
+            {"traceback": tb, "step": live.last_step},
+            trial_number=live.number,
+        )
+        log.warning(
+            "trial %s of %s failed: %s", live.number, self.ctx.name, tb.strip().splitlines()[-1:]
+        )
+        return TrialState.FAIL.name
+
+    def _interrupt(self, live: LiveTrial, reason: str) -> str:
+        self._pop(live)
+        write_curve(self.study, live.trial_id, self._curve(live))
+        mark_interrupted(
+            self.study,
+            live.trial_id,
+            live.number,
+            self.store,
+            self.ctx.study_id,
+            reason,
+            live.last_step,
+        )
+        requeue_interrupted(self.study, self.store, self.ctx.study_id, self.spec.search.max_retries)
+        return "FAIL"
+
+    def interrupt_live(self, reason: str) -> list[int]:
+        """Mark every trial this driver still runs FAIL ("interrupted") and queue retries."""
+        with self._lock:
+            numbers = sorted(self.live)
+            for number in numbers:
+                self._interrupt(self.live[number], reason)
+            if numbers:
+                self._refresh_progress()
+            return numbers
+
+    # -- progress ---------------------------------------------------------------------------
+
+    def _refresh_progress(
+        self, trials: Sequence[Any] | None = None, hypervolume: float | None = None
+    ) -> None:
+        if self.progress is None:
+            return
+        trials = self.trials() if trials is None else trials
+        budget = self.budget(trials)
+        front = pareto_trials(trials, self.spec.directions)
+        if hypervolume is None:
+            history = self.store.hypervolume_history(self.ctx.study_id)
+            hypervolume = history[-1]["value"] if history else None
+        self.progress.refresh(
+            trials,
+            budget=budget.n_trials,
+            used=budget.used,
+            objectives=self.spec.objective_names,
+            directions=self.spec.directions,
+            pareto_size=len(front),
+            hypervolume=hypervolume,
+        )
+
+
+# -- Optuna side effects shared by the searcher and resume --------------------------------------
+
+
+def write_curve(study: Any, trial_id: int, curve: dict[int, float]) -> None:
+    """The primary metric's learning curve as Optuna intermediate values (before the trial ends).
+
+    ``Trial.report`` raises for multi-objective studies; the storage call does not.
+    """
+    for step, value in sorted(curve.items()):
+        study._storage.set_trial_intermediate_value(trial_id, step, value)
+
+
+def pruned_curves_allowed(study: Any) -> bool:
+    """False where intermediate values on a PRUNED trial would break the sampler (multi-objective TPE)."""
+    import optuna  # noqa: PLC0415
+
+    return len(study.directions) == 1 or not isinstance(study.sampler, optuna.samplers.TPESampler)
+
+
+def mark_interrupted(
+    study: Any,
+    trial_id: int,
+    number: int,
+    store: StudyStore,
+    study_id: int,
+    reason: str,
+    step: int | None = None,
+) -> None:
+    """FAIL a RUNNING trial with user attribute ``interrupted`` and an ``interrupted`` event."""
+    from optuna.trial import TrialState  # noqa: PLC0415
+
+    study._storage.set_trial_user_attr(trial_id, "interrupted", reason)
+    if step is not None:
+        study._storage.set_trial_user_attr(trial_id, "steps", step)
+    study.tell(number, state=TrialState.FAIL)
+    store.log_event(study_id, "interrupted", {"reason": reason, "step": step}, trial_number=number)
+
+
+def requeue_interrupted(
+    study: Any, store: StudyStore, study_id: int, max_retries: int
+) -> list[int]:
+    """Queue again, with the same parameters, every interrupted trial that has no retry yet.
+
+    A configuration (config hash) is retried at most ``max_retries`` times; past that its last
+    interrupted trial stays FAIL and counts against the budget. Returns the requeued numbers.
+    """
+    from optuna.trial import TrialState  # noqa: PLC0415
+
+    trials = study.get_trials(deepcopy=False)
+    replaced = requeued_numbers(trials)
+    retries: dict[str, int] = {}
+    for t in trials:
+        if "retry_of" in t.user_attrs:
+            key = t.user_attrs.get("config_hash", "")
+            retries[key] = retries.get(key, 0) + 1
+    limited = {e["trial_number"] for e in store.events(study_id, kinds=["retry_limit"])}
+    out = []
+    for t in trials:
+        if (
+            t.state != TrialState.FAIL
+            or not t.user_attrs.get("interrupted")
+            or t.number in replaced
+        ):
+            continue
+        key = t.user_attrs.get("config_hash", "")
+        done = retries.get(key, 0)
+        if done >= max_retries:
+            if t.number not in limited:
+                store.log_event(
+                    study_id, "retry_limit", {"retries": done, "max_retries": max_retries}, t.number
+                )
+            continue
+        study.enqueue_trial(dict(t.params), user_attrs={"retry_of": t.number, "config_hash": key})
+        retries[key] = done + 1
+        store.log_event(
+            study_id, "requeued", {"retry": done + 1, "max_retries": max_retries}, t.number
+        )
+        out.append(t.number)
+    return out
+
+
+def recover_orphans(ctx: StudyContext, reason: str = "driver died") -> dict[str, list[int]]:
+    """After a driver died: end the trials it left RUNNING, then queue retries.
+
+    A trial whose metrics reached ``max_steps`` before the driver died is completed from the
+    stored values rather than trained again; every other orphan becomes FAIL ("interrupted").
+    Call this only while no live driver runs the study.
+    """
+    from optuna.trial import TrialState  # noqa: PLC0415
+
+    spec, study, store = ctx.spec, ctx.study, ctx.store
+    completed, interrupted = [], []
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        rows = store.metrics(ctx.study_id, trial_number=t.number)
+        steps = [r["step"] for r in rows]
+        last = max(steps) if steps else 0
+        final = {r["name"]: r["value"] for r in rows if r["step"] == last}
+        if "trainable_params" in t.user_attrs:
+            final.setdefault("trainable_params", float(t.user_attrs["trainable_params"]))
+        primary = spec.primary_metric
+        write_curve(
+            study, t._trial_id, {r["step"]: r["value"] for r in rows if r["name"] == primary}
+        )
+        if last >= spec.search.max_steps and all(n in final for n in spec.objective_names):
+            violations = constraint_violations(spec, final)
+            if violations is not None:
+                study._storage.set_trial_user_attr(t._trial_id, "constraints", violations)
+            study._storage.set_trial_user_attr(t._trial_id, "steps", last)
+            study._storage.set_trial_user_attr(t._trial_id, "recovered", True)
+            study.tell(t.number, [final[n] for n in spec.objective_names])
+            store.log_event(ctx.study_id, "recovered", {"step": last}, trial_number=t.number)
+            completed.append(t.number)
+        else:
+            mark_interrupted(study, t._trial_id, t.number, store, ctx.study_id, reason, last)
+            interrupted.append(t.number)
+    requeued = requeue_interrupted(study, store, ctx.study_id, spec.search.max_retries)
+    if completed:
+        max_params = describe_space(spec, ctx.dims).max_params
+        HypervolumeRecorder(store, ctx.study_id, spec, max_params).record(
+            study.get_trials(deepcopy=False)
+        )
+    return {"completed": completed, "interrupted": interrupted, "requeued": requeued}
+
+
+# -- the Ray Tune searcher and error callback --------------------------------------------------
+
+
+def make_error_callback(core: SearchCore) -> Any:
+    """A Tune callback that hands Ray's error text of a failed trial to ``core``."""
+    return _error_callback_class()(core)
+
+
+@functools.cache
+def _error_callback_class() -> type:
+    from ray.tune import Callback  # noqa: PLC0415
+
+    class RayErrorCallback(Callback):
+        def __init__(self, core: SearchCore) -> None:
+            self.core: SearchCore | None = core
+
+        def on_trial_error(
+            self, iteration: int, trials: list[Any], trial: Any, **info: Any
+        ) -> None:
+            if self.core is None or TRIAL_KEY not in (trial.config or {}):
+                return
+            message = None
+            try:
+                if trial.error_file:
+                    with open(trial.error_file) as f:
+                        message = f.read()[-8000:].strip() or None
+            except OSError:
+                pass
+            self.core.on_ray_error(int(trial.config[TRIAL_KEY]), message)
+
+        def __getstate__(self) -> dict[str, Any]:
+            return {"core": None}
+
+    return RayErrorCallback
+
+
+def make_ray_searcher(core: SearchCore) -> Any:
+    """A ``ray.tune.search.Searcher`` over ``core`` (Ray is imported here, not at module import)."""
+    return _searcher_class()(core)
+
+
+@functools.cache
+def _searcher_class() -> type:
+    from ray.tune.search import Searcher  # noqa: PLC0415
+
+    class ParetuneSearcher(Searcher):
+        """Maps Ray trial ids onto Optuna trial numbers; all decisions live in :class:`SearchCore`."""
+
+        def __init__(self, core: SearchCore) -> None:
+            super().__init__(metric=None, mode=None)
+            self.core: SearchCore | None = core
+            self.numbers: dict[str, int] = {}
+
+        def set_search_properties(self, metric: Any, mode: Any, config: Any, **spec: Any) -> bool:
+            return True
+
+        def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
+            if self.core is None:
+                return Searcher.FINISHED
+            out = self.core.next_trial()
+            if out == FINISHED:
+                return Searcher.FINISHED
+            if isinstance(out, dict):
+                self.numbers[trial_id] = int(out[TRIAL_KEY])
+            return out
+
+        def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
+            if self.core is not None and trial_id in self.numbers:
+                self.core.on_result(self.numbers[trial_id], result)
+
+        def on_trial_complete(
+            self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False
+        ) -> None:
+            if self.core is None or trial_id not in self.numbers:
+                return
+            number = self.numbers.pop(trial_id)
+            if error:
+                # Ray's error text reaches the callbacks only after this call: wait for it
+                self.core.mark_ray_error(number)
+            else:
+                self.core.on_end(number, result, error)
+
+        def save(self, checkpoint_path: str) -> None:
+            """Nothing to save: the study store is the searcher's state."""
+
+        def restore(self, checkpoint_path: str) -> None:
+            """Nothing to restore: resume rebuilds everything from the study store."""
+
+        def __getstate__(self) -> dict[str, Any]:
+            # Tune pickles its config (tuner.pkl); the store and the study do not pickle.
+            return {"_metric": None, "_mode": None, "core": None, "numbers": {}}
+
+    return ParetuneSearcher

@@ -1,0 +1,162 @@
+"""The study store on SQLite and PostgreSQL: round trips, schema versions, URLs, bad storage."""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+
+import optuna
+import pytest
+from sqlalchemy import update
+
+from paretune.search import service
+from paretune.search.driver import claim, driver_is_dead_here, driver_is_live
+from paretune.search.store import SCHEMA_VERSION, Meta, StudyRow, open_store, utcnow
+from paretune.search.urls import DEFAULT_STORAGE, ENV_STORAGE, StorageError
+from paretune.spaces import parse_spec
+from paretune.spaces.errors import UserError
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def url(request):
+    return request.getfixturevalue("sqlite_url" if request.param == "sqlite" else "postgres_url")
+
+
+def test_round_trip(url):
+    store = open_store(url)
+    try:
+        info = store.create_study(
+            "rt", "study: rt\n", '{"study": "rt"}', "abc", n_trials=5, max_steps=9
+        )
+        assert store.get_study("rt") == info and store.study_names() == ["rt"]
+        with pytest.raises(UserError, match="already exists"):
+            store.create_study("rt", "", "{}", "x", 1, 1)
+        store.update_study("rt", n_trials=8)
+        store.set_status("rt", "running")
+        again = store.get_study("rt")
+        assert (again.n_trials, again.status, again.max_steps) == (8, "running", 9)
+
+        store.record_metrics(info.id, 0, 3, {"accuracy": 0.5, "trainable_params": 1234})
+        store.record_metrics(info.id, 0, 9, {"accuracy": 0.75})
+        rows = store.metrics(info.id, trial_number=0, name="accuracy")
+        assert [(r["step"], r["value"]) for r in rows] == [(3, 0.5), (9, 0.75)]
+        assert store.count_metrics(info.id) == 3
+
+        store.log_event(
+            info.id, "trial_failed", {"traceback": "Traceback ...\nValueError: x"}, trial_number=0
+        )
+        events = store.events(info.id, kinds=["trial_failed"])
+        assert (
+            events[0]["detail"]["traceback"].endswith("ValueError: x")
+            and events[0]["trial_number"] == 0
+        )
+
+        store.record_hypervolume(info.id, 1, 9, 0.25)
+        store.record_hypervolume(info.id, 2, 18, 0.5)
+        assert [
+            (h["n_complete"], h["compute_steps"], h["value"])
+            for h in store.hypervolume_history(info.id)
+        ] == [
+            (1, 9, 0.25),
+            (2, 18, 0.5),
+        ]
+
+        # the heartbeat claim: one live driver, a second refused unless it joins
+        assert store.claim_driver("rt", "host-a:1:x", join=False, stale_after_s=30)
+        assert not store.claim_driver("rt", "host-b:2:y", join=False, stale_after_s=30)
+        assert store.claim_driver("rt", "host-b:2:y", join=True, stale_after_s=30)
+        store.release_driver("rt", "host-b:2:y")
+        assert store.get_study("rt").driver_id is None
+
+        optuna.create_study(study_name="rt", storage=store.optuna_storage())
+        store.delete_study("rt")
+        assert store.find_study("rt") is None and store.count_metrics(info.id) == 0
+        assert "rt" not in [
+            s.study_name for s in optuna.get_all_study_summaries(store.optuna_storage())
+        ]
+    finally:
+        store.dispose()
+
+
+def test_a_newer_schema_is_refused(sqlite_url):
+    store = open_store(sqlite_url)
+    with store.session() as s:
+        s.execute(
+            update(Meta).where(Meta.key == "schema_version").values(value=str(SCHEMA_VERSION + 1))
+        )
+    store.dispose()
+    with pytest.raises(
+        StorageError,
+        match=rf"schema v{SCHEMA_VERSION + 1}, newer than this paretune .*upgrade paretune",
+    ):
+        open_store(sqlite_url)
+
+
+def test_storage_url_precedence(monkeypatch, tmp_path):
+    spec = parse_spec(f"study: p\nstorage: sqlite:///{tmp_path}/spec.db\n").spec
+    monkeypatch.delenv(ENV_STORAGE, raising=False)
+    assert service.storage_url() == DEFAULT_STORAGE
+    assert service.storage_url(None, spec) == f"sqlite:///{tmp_path}/spec.db"
+    monkeypatch.setenv(ENV_STORAGE, f"sqlite:///{tmp_path}/env.db")
+    assert service.storage_url(None, spec) == f"sqlite:///{tmp_path}/env.db"
+    assert (
+        service.storage_url(f"sqlite:///{tmp_path}/cli.db", spec) == f"sqlite:///{tmp_path}/cli.db"
+    )
+    assert service.storage_url("postgresql://u@h/db") == "postgresql+psycopg://u@h/db"
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "mysql://u@h/db",
+        "sqlite://relative.db",
+        "postgresql+psycopg://u@h",
+        "not a url",
+        "postgresql+psycopg:///db",
+    ],
+)
+def test_malformed_urls_are_user_errors(bad):
+    with pytest.raises(StorageError, match="malformed storage URL"):
+        open_store(bad)
+
+
+def test_unreachable_storage_fails_fast_without_the_password():
+    start = time.monotonic()
+    with pytest.raises(StorageError, match="cannot reach storage") as err:
+        open_store("postgresql+psycopg://postgres:s3cret@127.0.0.1:1/x")
+    assert time.monotonic() - start < 10
+    assert "s3cret" not in str(err.value) and "***" in str(err.value)
+
+
+def test_read_commands_do_not_create_a_database(tmp_path):
+    with pytest.raises(StorageError, match="no such database file"):
+        open_store(f"sqlite:///{tmp_path}/missing.db", create=False)
+
+
+def test_driver_liveness(sqlite_url):
+    store = open_store(sqlite_url)
+    try:
+        store.create_study("live", "", "{}", "h", 1, 1)
+        claim(store, "live", "elsewhere:123:abc", join=False, stale_after_s=30)
+        assert driver_is_live(store.get_study("live"))
+        with pytest.raises(UserError, match="--join"):
+            claim(store, "live", "here:1:x", join=False, stale_after_s=30)
+        # a stale heartbeat counts as dead
+        with store.session() as s:
+            s.execute(update(StudyRow).values(heartbeat_at=utcnow() - timedelta(seconds=60)))
+        assert not driver_is_live(store.get_study("live"))
+        claim(store, "live", "here:1:x", join=False, stale_after_s=30)
+        # a driver of this host whose process is gone is dead at once, heartbeat or not
+        import socket
+        import subprocess
+        import sys
+
+        proc = subprocess.Popen([sys.executable, "-c", "pass"])
+        proc.wait()
+        dead = f"{socket.gethostname()}:{proc.pid}:zz"
+        assert driver_is_dead_here(dead)
+        store.claim_driver("live", dead, join=True, stale_after_s=30)
+        assert not driver_is_live(store.get_study("live"))
+        claim(store, "live", "here:2:y", join=False, stale_after_s=30)
+    finally:
+        store.dispose()
