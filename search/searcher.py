@@ -32,7 +32,9 @@ from __future__ import annotations
 import functools
 import logging
 import math
+import re
 import socket
+import time
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -50,7 +52,15 @@ from paretune.spaces.catalogue import METRIC_NAMES
 from .hypervolume import HypervolumeRecorder, pareto_trials
 from .progress import ProgressState
 from .store import StudyInfo, StudyStore
-from .trainable import ERROR_KEY, KEYS_KEY, STEP_KEY, TIMEOUT_KEY, TRIAL_KEY
+from .trainable import (
+    ERROR_KEY,
+    KEYS_KEY,
+    NODE_KEY,
+    STEP_KEY,
+    TIMEOUT_KEY,
+    TRIAL_DIR_KEY,
+    TRIAL_KEY,
+)
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +134,29 @@ def trailing_rejections(trials: Sequence[Any]) -> int:
     return n
 
 
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+_OOM = re.compile(r"MemoryError|OutOfMemoryError|out of memory", re.IGNORECASE)
+_NAN = re.compile(r"FloatingPointError|NonFiniteMetricError")
+
+
+def failure_reason(tb: str) -> str:
+    """Why a trial failed, from its traceback's last lines: ``oom``, ``nan`` or ``error``.
+
+    Out of memory is a ``MemoryError``, torch's ``OutOfMemoryError`` (CUDA) or Ray's
+    ``OutOfMemoryError`` (its memory monitor killed the worker); a non-finite loss or metric is a
+    ``FloatingPointError``. The search goes on after each: only the trial fails.
+    """
+    tail = "\n".join(tb.strip().splitlines()[-3:])
+    if _OOM.search(tail):
+        return "oom"
+    if _NAN.search(tail):
+        return "nan"
+    return "error"
+
+
 def reported_keys(result: dict[str, Any]) -> list[str]:
     """The metric names a result carries: those the trial function reported (our trainable lists
     them), else the objectives paretune knows."""
@@ -167,6 +200,7 @@ class LiveTrial:
     timed_out: bool = False
     seen: bool = False
     ray_error: bool = False  # Ray reported an error; its text follows through on_ray_error
+    trial_dir: str | None = None
 
 
 class SearchCore:
@@ -308,10 +342,15 @@ class SearchCore:
                     {
                         "host": result.get("hostname"),
                         "node_ip": result.get("node_ip"),
+                        "node_id": result.get(NODE_KEY),
                         "pid": result.get("pid"),
                     },
                     trial_number=number,
                 )
+            trial_dir = result.get(TRIAL_DIR_KEY)
+            if trial_dir and not live.trial_dir:  # where the checkpoints and the adapter go
+                live.trial_dir = str(trial_dir)
+                self.study._storage.set_trial_user_attr(live.trial_id, "trial_dir", live.trial_dir)
             if STEP_KEY not in result or live.error:
                 return
             step = int(result[STEP_KEY])
@@ -320,6 +359,10 @@ class SearchCore:
                 for k in reported_keys(result)
                 if isinstance(result.get(k), int | float) and math.isfinite(float(result[k]))
             }
+            bad = [k for k in reported_keys(result) if k not in metrics and _number(result.get(k))]
+            if bad:  # NaN or infinity: the trial fails (the trainable stops it at once too)
+                live.error = f"FloatingPointError: metric {bad[0]} is {result[bad[0]]} at step {step}"
+                return
             if step <= live.last_step or not metrics:
                 return
             self.store.record_metrics(self.ctx.study_id, number, step, metrics)
@@ -339,6 +382,12 @@ class SearchCore:
             if live.error or error:
                 state = self._fail(
                     live, live.error or "the Ray trial failed (worker died or was killed)"
+                )
+            elif live.timed_out and live.last_step < self.max_steps:
+                state = self._fail(
+                    live,
+                    f"timeout: trial_timeout_s={self.spec.search.trial_timeout_s} exceeded "
+                    f"at step {live.last_step}",
                 )
             elif self.stopping and live.last_step < self.max_steps:
                 state = self._interrupt(live, self.stopping)
@@ -441,8 +490,10 @@ class SearchCore:
     def _fail(self, live: LiveTrial, tb: str) -> str:
         from optuna.trial import TrialState  # noqa: PLC0415
 
+        reason = "timeout" if live.timed_out else failure_reason(tb)
         sid = self.study._storage
         sid.set_trial_user_attr(live.trial_id, "traceback", tb)
+        sid.set_trial_user_attr(live.trial_id, "fail_reason", reason)
         sid.set_trial_user_attr(live.trial_id, "steps", live.last_step)
         write_curve(self.study, live.trial_id, self._curve(live))
         self._pop(live)
@@ -450,11 +501,15 @@ class SearchCore:
         self.store.log_event(
             self.ctx.study_id,
             "trial_failed",
-            {"traceback": tb, "step": live.last_step},
+            {"traceback": tb, "step": live.last_step, "reason": reason},
             trial_number=live.number,
         )
         log.warning(
-            "trial %s of %s failed: %s", live.number, self.ctx.name, tb.strip().splitlines()[-1:]
+            "trial %s of %s failed (%s): %s",
+            live.number,
+            self.ctx.name,
+            reason,
+            tb.strip().splitlines()[-1:],
         )
         return TrialState.FAIL.name
 
@@ -634,8 +689,60 @@ def recover_orphans(ctx: StudyContext, reason: str = "driver died") -> dict[str,
 # -- the Ray Tune searcher and error callback --------------------------------------------------
 
 
+WATCHDOG_GRACE_S = 5.0
+
+
+class TimeoutWatch:
+    """Enforces ``search.trial_timeout_s`` on trials that stop reporting.
+
+    A trial that reports past its timeout is asked to stop by its reporter (see
+    :mod:`paretune.search.trainable`). One that hangs between reports is killed here, from the
+    driver: once it has run ``trial_timeout_s`` plus a grace (5 s + 5 %) its Ray actor is killed,
+    and it ends FAIL with reason ``timeout``.
+    """
+
+    def __init__(self) -> None:
+        self.started: dict[str, float] = {}
+        self.killed: set[str] = set()
+
+    def check(self, core: SearchCore, trials: Sequence[Any], now: float | None = None) -> list[int]:
+        limit = core.spec.search.trial_timeout_s
+        if limit is None:
+            return []
+        now = time.monotonic() if now is None else now
+        grace = WATCHDOG_GRACE_S + 0.05 * limit
+        out = []
+        for trial in trials:
+            config = trial.config or {}
+            if trial.status != "RUNNING" or TRIAL_KEY not in config or trial.trial_id in self.killed:
+                continue
+            elapsed = now - self.started.setdefault(trial.trial_id, now)
+            if elapsed <= limit + grace:
+                continue
+            number = int(config[TRIAL_KEY])
+            with core._lock:
+                live = core.live.get(number)
+                if live is None:
+                    continue
+                live.timed_out = True
+                live.error = live.error or (
+                    f"timeout: trial_timeout_s={limit} exceeded; the trial stopped reporting and "
+                    f"was killed after {elapsed:.0f} s"
+                )
+            self.killed.add(trial.trial_id)
+            actor = getattr(getattr(trial, "temporary_state", None), "ray_actor", None)
+            if actor is not None:
+                import ray  # noqa: PLC0415
+
+                ray.kill(actor, no_restart=True)
+            log.warning("trial %s of %s timed out: killed", number, core.ctx.name)
+            out.append(number)
+        return out
+
+
 def make_error_callback(core: SearchCore) -> Any:
-    """A Tune callback that hands Ray's error text of a failed trial to ``core``."""
+    """A Tune callback that hands Ray's error text of a failed trial to ``core`` and kills
+    trials past ``trial_timeout_s`` (:class:`TimeoutWatch`)."""
     return _error_callback_class()(core)
 
 
@@ -646,6 +753,11 @@ def _error_callback_class() -> type:
     class RayErrorCallback(Callback):
         def __init__(self, core: SearchCore) -> None:
             self.core: SearchCore | None = core
+            self.watch = TimeoutWatch()
+
+        def on_step_begin(self, iteration: int, trials: list[Any], **info: Any) -> None:
+            if self.core is not None:
+                self.watch.check(self.core, trials)
 
         def on_trial_error(
             self, iteration: int, trials: list[Any], trial: Any, **info: Any

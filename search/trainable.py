@@ -11,13 +11,17 @@ imports torch).
 
 Every result reported to Tune carries ``trial_number`` (the Optuna trial) and ``step``. A trial
 function that raises does not crash the Ray trial: its traceback travels in one last result under
-:data:`ERROR_KEY`, so the searcher can keep it in the store.
+:data:`ERROR_KEY`, so the searcher can keep it in the store. A reported NaN or infinite metric
+raises :class:`NonFiniteMetricError` in the reporter: the trial stops at once and fails. Past
+``search.trial_timeout_s`` the reporter marks the result (:data:`TIMEOUT_KEY`) and asks the trial
+to stop; the searcher ends it FAIL with reason ``timeout`` (and kills one that stops reporting).
 """
 
 from __future__ import annotations
 
 import importlib
 import math
+import os
 import time
 import traceback
 from collections.abc import Callable
@@ -29,6 +33,8 @@ TrialFn = Callable[..., Any]
 DEFAULT_TRIAL_FN = "paretune.trainers:train_trial"
 ERROR_KEY = "paretune_error"
 TIMEOUT_KEY = "paretune_timeout"
+NODE_KEY = "paretune_node"  # the Ray node id of the worker that runs the trial
+TRIAL_DIR_KEY = "paretune_trial_dir"
 # Which keys of a result the trial function reported, as "accuracy,eval_loss,...": the searcher
 # stores exactly those (Ray adds its own keys to every result).
 KEYS_KEY = "paretune_keys"
@@ -77,6 +83,15 @@ def load_trial_fn(fn: TrialFn | str | None) -> TrialFn:
     return getattr(importlib.import_module(module), attr)
 
 
+def _node_id() -> str | None:
+    import ray  # noqa: PLC0415
+
+    try:
+        return ray.get_runtime_context().get_node_id()
+    except Exception:  # outside a Ray worker (direct calls in tests)
+        return None
+
+
 def _numeric(metrics: dict[str, Any]) -> dict[str, float]:
     out: dict[str, float] = {}
     for key, value in metrics.items():
@@ -85,6 +100,29 @@ def _numeric(metrics: dict[str, Any]) -> dict[str, float]:
         if math.isfinite(float(value)):
             out[key] = float(value)
     return out
+
+
+class NonFiniteMetricError(FloatingPointError):
+    """A trial reported NaN or infinity: it ends at once as FAIL (reason ``nan``)."""
+
+
+def check_finite(step: int, metrics: dict[str, Any]) -> None:
+    """Raise :class:`NonFiniteMetricError` when a reported number is NaN or infinite."""
+    for key, value in metrics.items():
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            if not math.isfinite(float(value)):
+                raise NonFiniteMetricError(f"metric {key} is {value} at step {step}")
+
+
+def _free_memory() -> None:
+    """After an out-of-memory error, give the memory back before this worker runs another trial."""
+    import gc  # noqa: PLC0415
+    import sys  # noqa: PLC0415
+
+    gc.collect()
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 def run_trial(
@@ -101,10 +139,12 @@ def run_trial(
 
     number = int(config[TRIAL_KEY])
     last_step = 0
+    trial_dir: str | None = None
     started = time.monotonic()
 
     def reporter(step: int, metrics: dict[str, float]) -> bool:
         nonlocal last_step
+        check_finite(step, metrics)
         result: dict[str, Any] = {
             k: v
             for k, v in _numeric(metrics).items()
@@ -117,6 +157,9 @@ def run_trial(
         result[KEYS_KEY] = ",".join(sorted(result))
         result[STEP_KEY] = int(step)
         result[TRIAL_KEY] = number
+        result[NODE_KEY] = _node_id()
+        if trial_dir is not None:
+            result[TRIAL_DIR_KEY] = str(trial_dir)
         timed_out = timeout_s is not None and time.monotonic() - started > timeout_s
         if timed_out:
             result[TIMEOUT_KEY] = True
@@ -129,7 +172,7 @@ def run_trial(
         spec = StudySpec.model_validate_json(spec_json)
         trial_config = TrialConfig.from_dict(config["config"])
         try:
-            trial_dir = tune.get_context().get_trial_dir()
+            trial_dir = os.path.abspath(tune.get_context().get_trial_dir())
         except Exception:  # outside a Tune session (direct calls in tests)
             trial_dir = None
         fn(
@@ -140,8 +183,11 @@ def run_trial(
             eval_steps=eval_steps,
             trial_dir=trial_dir,
         )
-    except Exception:
-        tune.report({TRIAL_KEY: number, STEP_KEY: last_step, ERROR_KEY: traceback.format_exc()})
+    except Exception as e:  # MemoryError and torch's OutOfMemoryError included
+        tb = traceback.format_exc()
+        if isinstance(e, MemoryError) or "OutOfMemoryError" in type(e).__name__:
+            _free_memory()
+        tune.report({TRIAL_KEY: number, STEP_KEY: last_step, ERROR_KEY: tb})
 
 
 def make_trainable(

@@ -89,6 +89,11 @@ def train_trial(
     """
     set_threads(spec)
     model, dims, data, pad_id = build_trial_model(spec, config)
+    device = device_for(spec)
+    if device.type == "cuda":  # fused Triton LoRA; adapters and PaCA dispatch by tensor device
+        from .fused import route_through_kernels  # noqa: PLC0415
+
+        route_through_kernels(model)
     trainable = count_requires_grad(model)
     expected = count_trainable(config.plan, dims)
     if trainable != expected:  # the analytic count is a promise to the user: flag any drift
@@ -108,7 +113,7 @@ def train_trial(
         eval_steps=eval_steps,
         reporter=reporter,
         static_metrics={"trainable_params": float(trainable)},
-        device=device_for(spec),
+        device=device,
         checkpoint_dir=trial_dir,
         progress=progress,
         max_grad_norm=spec.training.max_grad_norm,

@@ -1,0 +1,87 @@
+"""Backend choice: which implementation (Triton or the PyTorch reference) runs an op.
+
+The environment variable ``PARETUNE_KERNELS`` is read on every call, so a test or a trainer can
+switch backends at run time:
+
+- ``auto`` (default): Triton for CUDA tensors when Triton is installed, the reference elsewhere;
+- ``triton``: always Triton. On CPU tensors this only works under the Triton interpreter
+  (``TRITON_INTERPRET=1`` set before the first import of triton);
+- ``torch``: always the PyTorch reference.
+
+The Triton modules are imported lazily, on the first op that runs on Triton: ``paretune.kernels``
+imports where Triton is absent, and the interpreter switch is read when the kernels are defined.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import logging
+import os
+from functools import cache
+from types import ModuleType
+
+import torch
+
+ENV_VAR = "PARETUNE_KERNELS"
+BACKENDS: tuple[str, ...] = ("auto", "triton", "torch")
+#: Input dtypes the Triton kernels take (others always use the reference under ``auto``).
+TRITON_DTYPES: tuple[torch.dtype, ...] = (torch.float32, torch.float16, torch.bfloat16)
+
+log = logging.getLogger(__name__)
+
+
+def selected_backend() -> str:
+    """The value of ``PARETUNE_KERNELS`` (default ``auto``); ValueError when it is not allowed."""
+    raw = os.environ.get(ENV_VAR, "auto")
+    value = raw.strip().lower()
+    if value not in BACKENDS:
+        raise ValueError(
+            f"{ENV_VAR}={raw!r} is not a kernel backend; allowed values: {', '.join(BACKENDS)}"
+        )
+    return value
+
+
+@cache
+def triton_available() -> bool:
+    """Whether the ``triton`` package can be imported here (without importing it)."""
+    try:
+        return importlib.util.find_spec("triton") is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def triton_module(name: str) -> ModuleType:
+    """Import ``paretune.kernels.<name>`` (a Triton module) on first use."""
+    return importlib.import_module(f"{__package__}.{name}")
+
+
+def use_triton(*tensors: torch.Tensor) -> bool:
+    """Whether an op on these tensors (activations first) runs on Triton now."""
+    backend = selected_backend()
+    if backend == "torch":
+        return False
+    on_cuda = all(t.is_cuda for t in tensors)
+    supported = tensors[0].dtype in TRITON_DTYPES
+    if backend == "auto":
+        if on_cuda and supported and not triton_available():
+            _warn_no_triton()
+        return on_cuda and supported and triton_available()
+    if not triton_available():
+        raise RuntimeError(f"{ENV_VAR}=triton but the triton package is not installed")
+    if not supported:
+        raise TypeError(
+            f"{ENV_VAR}=triton: the Triton kernels take float32, float16 or bfloat16 inputs, "
+            f"got {tensors[0].dtype}"
+        )
+    if not on_cuda and not triton_module("triton_common").INTERPRET:
+        raise RuntimeError(
+            f"{ENV_VAR}=triton on CPU tensors needs the Triton interpreter: set "
+            "TRITON_INTERPRET=1 before triton and paretune's Triton kernels are first imported"
+        )
+    return True
+
+
+@cache
+def _warn_no_triton() -> None:
+    log.warning("triton is not installed: paretune kernels use the PyTorch reference on CUDA")

@@ -1,0 +1,53 @@
+"""benchmarks/kernels.py: without a CUDA device it says so in one line and exits 0."""
+
+from __future__ import annotations
+
+import os
+
+os.environ["TRITON_INTERPRET"] = "1"  # before paretune's Triton kernels are defined
+
+import importlib.util  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+from types import ModuleType  # noqa: E402
+
+import pytest  # noqa: E402
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "kernels.py"
+
+
+def test_benchmark_without_cuda_prints_one_line_and_exits_0() -> None:
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}  # the no-GPU path, even on a GPU machine
+    out = subprocess.run(
+        [sys.executable, str(SCRIPT)], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines() == [
+        "benchmarks/kernels.py: no CUDA device, nothing to benchmark (the kernels need a GPU)"
+    ]
+
+
+def _load_script(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    spec = importlib.util.spec_from_file_location("paretune_kernel_benchmark", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, module)  # dataclasses look the module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_benchmark_smoke_run_on_cpu_in_the_interpreter(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The table code runs end to end (tiny shapes, Triton interpreter; times are meaningless)."""
+    pytest.importorskip("triton")
+    monkeypatch.setenv("PARETUNE_KERNELS", "triton")
+    args = ["--device", "cpu", "--tokens", "24", "--dim", "32", "--ranks", "4", "--dtype", "fp32"]
+    assert _load_script(monkeypatch).main(args) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("cpu (smoke test")
+    ops = [line.split()[0] for line in lines[3:]]
+    assert ops == ["lora", "lora", "adapter", "adapter", "paca", "paca"], lines
+    for line in lines[3:7]:  # LoRA and adapter compute the baseline's math: tiny difference
+        assert float(line.split()[-1]) < 1e-5, line
