@@ -22,6 +22,14 @@ from .trainable import TrialFn
 # a fake trainer here (a callable, or a "module:function" path importable by the Ray workers).
 TRIAL_FN: TrialFn | str | None = None
 
+
+def _trial_fn() -> TrialFn | str | None:
+    """TRIAL_FN, else ``$PARETUNE_TRIAL_FN`` ("module:function"; how a cluster job gets a custom one)."""
+    import os  # noqa: PLC0415
+
+    return TRIAL_FN if TRIAL_FN is not None else os.environ.get("PARETUNE_TRIAL_FN") or None
+
+
 STORAGE_HELP = "Study store URL: sqlite:///PATH.db or postgresql+psycopg://USER:PASSWORD@HOST:PORT/DB (default: $PARETUNE_STORAGE, else sqlite:///paretune.db)."
 
 
@@ -79,8 +87,20 @@ def submit(
         "--resume-if-exists",
         help="Resume a study of the same name and spec instead of refusing.",
     ),
+    cluster: str | None = typer.Option(
+        None,
+        "--cluster",
+        help="Submit the driver as a Ray Job to this cluster's dashboard (http://HEAD:8265) and return at once.",
+    ),
+    cluster_storage: str | None = typer.Option(
+        None,
+        "--cluster-storage",
+        help="The study store URL as the cluster reaches it (default: the same URL); 'env': the cluster's $PARETUNE_STORAGE.",
+        show_default=False,
+    ),
 ) -> None:
-    """Create a study from SPEC and run it here, with live progress (Ctrl-C stops cleanly)."""
+    """Create a study from SPEC and run it here, with live progress (Ctrl-C stops cleanly),
+    or with --cluster as a Ray Job on a cluster."""
     from paretune.spaces import load_spec  # noqa: PLC0415
 
     from . import service  # noqa: PLC0415
@@ -89,14 +109,19 @@ def submit(
 
     loaded = load_spec(spec_path)
     url = service.storage_url(storage, loaded.spec)
+    if cluster:
+        _submit_job(loaded, url, cluster, cluster_storage, address, resume_if_exists)
+        return
     state = ProgressState(loaded.spec.study)
-    _err().print(f"study [bold]{loaded.spec.study}[/] in {_masked(url)}")
+    _err().print(f"study [bold]{loaded.spec.study}[/] in {_masked(url)}", soft_wrap=True)
+    if loaded.spec.model.trust_remote_code:
+        _err().print("[yellow]warning:[/] trust_remote_code is on: the model's own code will run")
     with live_progress(state, _err()):
         outcome = service.submit(
             loaded,
             storage=url,
             resume_if_exists=resume_if_exists,
-            trial_fn=TRIAL_FN,
+            trial_fn=_trial_fn(),
             options=DriverOptions(address=address),
             progress=state,
         )
@@ -122,7 +147,7 @@ def resume(
             name,
             storage=url,
             add=add_trials,
-            trial_fn=TRIAL_FN,
+            trial_fn=_trial_fn(),
             options=DriverOptions(address=address, join=join),
             progress=state,
         )
@@ -155,11 +180,14 @@ def status(
             else:
                 _out().print(report.studies_table(rows))
             return
-        head = report.study_row(store, store.get_study(name))
+        info = store.get_study(name)
+        head = report.study_row(store, info)
         trials = report.trial_rows(store, name)
         objectives = head["objectives"]
+        job = _job_summary(info)
         if fmt == "json":
-            typer.echo(report.to_json({**head, "trial_list": trials}))
+            extra = {"job": job} if job else {}
+            typer.echo(report.to_json({**head, **extra, "trial_list": trials}))
         elif fmt == "csv":
             typer.echo(report.trials_csv(trials, objectives), nl=False)
         else:
@@ -169,6 +197,8 @@ def status(
                 f"[bold]{name}[/]: {head['status']}, {head['used']}/{head['budget']} trials, "
                 f"Pareto front {head['pareto_size']}, hypervolume {hv}"
             )
+            if job:
+                console.print(f"job {job['id']} on {job['cluster']}: {job['state']}")
             console.print(report.trials_table(name, trials, objectives))
     finally:
         store.dispose()
@@ -223,11 +253,40 @@ def studies(
 def stop(
     name: str = typer.Argument(..., help="The running study."),
     storage: str | None = _storage_opt(),
+    timeout: float = typer.Option(
+        60.0,
+        "--timeout",
+        min=0,
+        help="A study running as a Ray Job: seconds to wait for it to end before stopping the job.",
+    ),
 ) -> None:
-    """Ask the driver of a running study to stop cleanly; `paretune resume` goes on later."""
-    from .service import request_stop  # noqa: PLC0415
+    """Ask the driver of a running study to stop cleanly; `paretune resume` goes on later.
+    A study submitted with --cluster: its job is stopped through Ray if it has not ended after --timeout."""
+    from .service import request_stop, storage_url  # noqa: PLC0415
+    from .store import open_store  # noqa: PLC0415
 
+    store = open_store(storage_url(storage), create=False)
+    try:
+        has_job = bool(store.get_study(name).job_id)
+    finally:
+        store.dispose()
+    if has_job:
+        from .cluster import stop_job  # noqa: PLC0415
+
+        _err().print(stop_job(name, storage=storage_url(storage), timeout_s=timeout))
+        return
     _err().print(request_stop(name, storage=storage))
+
+
+def logs(
+    name: str = typer.Argument(..., help="A study submitted with --cluster."),
+    storage: str | None = _storage_opt(),
+) -> None:
+    """Print the log of the Ray Job that runs the study."""
+    from .cluster import job_logs  # noqa: PLC0415
+    from .service import storage_url  # noqa: PLC0415
+
+    typer.echo(job_logs(name, storage=storage_url(storage)), nl=False)
 
 
 def delete(
@@ -243,6 +302,37 @@ def delete(
     _err().print(delete_study(name, storage=storage, yes=yes))
 
 
+def _submit_job(
+    loaded: Any,
+    url: str,
+    cluster: str,
+    cluster_storage: str | None,
+    address: str | None,
+    resume_if_exists: bool,
+) -> None:
+    from .cluster import submit_to_cluster  # noqa: PLC0415
+
+    if address:
+        raise UserError("--address and --cluster exclude each other: the job runs on the cluster")
+    done = submit_to_cluster(
+        loaded,
+        cluster=cluster,
+        storage=url,
+        cluster_storage=cluster_storage,
+        resume_if_exists=resume_if_exists,
+    )
+    _err().print(f"study [bold]{done.study}[/] in {_masked(url)}: submitted to {cluster}")
+    typer.echo(f"job_id: {done.job_id}\nstudy: {done.study}")
+
+
+def _job_summary(info: Any) -> dict[str, Any] | None:
+    if not info.job_id:
+        return None
+    from .cluster import job_summary  # noqa: PLC0415
+
+    return job_summary(info)
+
+
 def _masked(url: str) -> str:
     from .urls import mask_url  # noqa: PLC0415
 
@@ -251,5 +341,5 @@ def _masked(url: str) -> str:
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to ``app``."""
-    for fn in (submit, resume, status, pareto, studies, stop, delete):
+    for fn in (submit, resume, status, pareto, studies, stop, logs, delete):
         app.command(name=fn.__name__)(fn)

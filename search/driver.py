@@ -42,6 +42,7 @@ from paretune.spaces import StudySpec
 from paretune.spaces.errors import UserError
 
 from .progress import ProgressState
+from .recovery import make_retry_callback
 from .searcher import (
     SearchCore,
     StudyContext,
@@ -381,7 +382,8 @@ def _fit(
             name=f"tune-{datetime.now():%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}",
             storage_path=str(directory),
             stop=_make_stopper(stop),
-            callbacks=[make_error_callback(core)],
+            callbacks=[make_error_callback(core), make_retry_callback(core)],
+            failure_config=tune.FailureConfig(max_failures=spec.search.max_failures),
             verbose=0,
             log_to_file=True,
         ),
@@ -450,6 +452,8 @@ def run_study(
                     core.stopping = "interrupted"
                     raise
                 except Exception:
+                    if core.fatal is not None:  # Tune wrapped the store's own error: say that
+                        raise core.fatal from None
                     if stop.reason is None:
                         raise
                     log.warning("Ray stopped with an error after %s", stop.reason, exc_info=True)
@@ -473,8 +477,8 @@ def run_study(
                 {"error": f"{type(e).__name__}: {e}", "traceback": tb},
             )
             store.set_status(name, "failed")
-        except Exception:  # the store itself may be what failed; resume recovers the trials
-            log.warning("could not record the failure of study %s", name, exc_info=True)
+        except Exception as err:  # the store itself may be what failed; resume recovers the trials
+            log.warning("could not record the failure of study %s: %s", name, _first_line(err))
         raise
     finally:
         beat.stop()
@@ -485,8 +489,14 @@ def run_study(
                 "driver_stopped",
                 {"driver": driver_id, "status": outcome.status if outcome else "?"},
             )
-        except Exception:  # the store went away: the heartbeat goes stale and resume takes over
-            log.warning("could not release study %s", name, exc_info=True)
+        except Exception as err:  # the store went away: the heartbeat goes stale, resume takes over
+            log.warning("could not release study %s: %s", name, _first_line(err))
+
+
+def _first_line(err: BaseException) -> str:
+    """One line for a warning: the store's own error is what the user acts on, not its stack."""
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
 
 
 def _finish(ctx: StudyContext, core: SearchCore, stop: StopSignal) -> RunOutcome:

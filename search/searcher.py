@@ -34,8 +34,8 @@ import logging
 import math
 import re
 import socket
-import time
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -49,6 +49,7 @@ from paretune.spaces import (
 )
 from paretune.spaces.catalogue import METRIC_NAMES
 
+from .ask_lock import ask_lock
 from .hypervolume import HypervolumeRecorder, pareto_trials
 from .progress import ProgressState
 from .store import StudyInfo, StudyStore
@@ -61,6 +62,7 @@ from .trainable import (
     TRIAL_DIR_KEY,
     TRIAL_KEY,
 )
+from .urls import StorageError
 
 log = logging.getLogger(__name__)
 
@@ -188,6 +190,22 @@ def constraints_func_for(spec: StudySpec) -> Any:
 # -- the searcher logic ----------------------------------------------------------------------
 
 
+def _store_failure_is_fatal(method: Any) -> Any:
+    """Remember a store error that outlasted its retries: Ray Tune wraps what its searcher raises
+    in a ``TuneError``; the driver re-raises this one instead (one line, exit status 2)."""
+
+    @functools.wraps(method)
+    def wrapper(self: SearchCore, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except StorageError as e:
+            if self.fatal is None:
+                self.fatal = e
+            raise
+
+    return wrapper
+
+
 @dataclass
 class LiveTrial:
     number: int
@@ -222,6 +240,7 @@ class SearchCore:
         self.stopping: str | None = None  # set by the driver: "interrupted" | "stopped"
         self.gave_up: str | None = None  # why the study cannot go on (too many rejections)
         self.finished = False
+        self.fatal: Exception | None = None  # the store failed for good: the driver stops with it
         self._lock = threading.RLock()
         trials = self.trials()
         self._rejections = trailing_rejections(trials)
@@ -238,9 +257,13 @@ class SearchCore:
 
     # -- ask --------------------------------------------------------------------------------
 
+    @_store_failure_is_fatal
     def next_trial(self) -> dict[str, Any] | str | None:
-        """A Ray config for the next trial, or FINISHED when the budget is spent or the study gave up."""
-        with self._lock:
+        """A Ray config for the next trial, or FINISHED when the budget is spent or the study gave up.
+
+        The budget check and the ask hold the study's ask lock: drivers sharing a study never
+        overshoot the budget (:mod:`paretune.search.ask_lock`)."""
+        with self._lock, ask_lock(self.store, self.ctx.study_id):
             if self.stopping or self.gave_up or self.finished:
                 return FINISHED
             limit = self.spec.search.constraints.max_trainable_params
@@ -323,6 +346,7 @@ class SearchCore:
 
     # -- results ----------------------------------------------------------------------------
 
+    @_store_failure_is_fatal
     def on_result(self, number: int, result: dict[str, Any]) -> None:
         """Record one reported result (metrics at their step); repeated steps are ignored."""
         with self._lock:
@@ -361,7 +385,9 @@ class SearchCore:
             }
             bad = [k for k in reported_keys(result) if k not in metrics and _number(result.get(k))]
             if bad:  # NaN or infinity: the trial fails (the trainable stops it at once too)
-                live.error = f"FloatingPointError: metric {bad[0]} is {result[bad[0]]} at step {step}"
+                live.error = (
+                    f"FloatingPointError: metric {bad[0]} is {result[bad[0]]} at step {step}"
+                )
                 return
             if step <= live.last_step or not metrics:
                 return
@@ -369,6 +395,7 @@ class SearchCore:
             live.last_step = step
             live.metrics[step] = metrics
 
+    @_store_failure_is_fatal
     def on_end(
         self, number: int, result: dict[str, Any] | None = None, error: bool = False
     ) -> str | None:
@@ -414,6 +441,7 @@ class SearchCore:
             live.ray_error = True
             return False
 
+    @_store_failure_is_fatal
     def on_ray_error(self, number: int, message: str | None) -> None:
         """End a trial that Ray saw fail (a worker died, was killed, ran out of memory)."""
         with self._lock:
@@ -689,7 +717,7 @@ def recover_orphans(ctx: StudyContext, reason: str = "driver died") -> dict[str,
 # -- the Ray Tune searcher and error callback --------------------------------------------------
 
 
-WATCHDOG_GRACE_S = 5.0
+WATCHDOG_GRACE_S = 30.0  # covers a worker's start-up, which the driver's clock includes
 
 
 class TimeoutWatch:
@@ -697,7 +725,7 @@ class TimeoutWatch:
 
     A trial that reports past its timeout is asked to stop by its reporter (see
     :mod:`paretune.search.trainable`). One that hangs between reports is killed here, from the
-    driver: once it has run ``trial_timeout_s`` plus a grace (5 s + 5 %) its Ray actor is killed,
+    driver: once it has run ``trial_timeout_s`` plus a grace (30 s + 5 %) its Ray actor is killed,
     and it ends FAIL with reason ``timeout``.
     """
 
@@ -714,7 +742,11 @@ class TimeoutWatch:
         out = []
         for trial in trials:
             config = trial.config or {}
-            if trial.status != "RUNNING" or TRIAL_KEY not in config or trial.trial_id in self.killed:
+            if (
+                trial.status != "RUNNING"
+                or TRIAL_KEY not in config
+                or trial.trial_id in self.killed
+            ):
                 continue
             elapsed = now - self.started.setdefault(trial.trial_id, now)
             if elapsed <= limit + grace:
@@ -730,6 +762,8 @@ class TimeoutWatch:
                     f"was killed after {elapsed:.0f} s"
                 )
             self.killed.add(trial.trial_id)
+            if hasattr(trial, "max_failures"):  # search.max_failures: Ray must not restart it
+                trial.max_failures = int(getattr(trial.run_metadata, "num_failures", 0))
             actor = getattr(getattr(trial, "temporary_state", None), "ray_actor", None)
             if actor is not None:
                 import ray  # noqa: PLC0415

@@ -1,6 +1,7 @@
 """Study life cycle: submit, resume, stop, delete. The CLI is a thin layer over these functions.
 
-Storage URL precedence (``submit``): ``--storage``, then ``$PARETUNE_STORAGE``, then the spec's
+Storage URL precedence (``submit``): ``--storage``, then the file named by
+``$PARETUNE_STORAGE_FILE`` (how a Ray Job gets it), then ``$PARETUNE_STORAGE``, then the spec's
 ``storage:`` field, then ``sqlite:///paretune.db``. The other commands have no spec: ``--storage``,
 then ``$PARETUNE_STORAGE``, then the default.
 """
@@ -36,7 +37,7 @@ from .samplers import make_sampler
 from .searcher import StudyContext, constraints_func_for, count_budget
 from .store import StudyStore, UnknownStudyError, open_store
 from .trainable import TrialFn
-from .urls import ENV_STORAGE, resolve_storage
+from .urls import ENV_STORAGE, StorageError, resolve_storage
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +48,14 @@ class StudyExistsError(UserError):
 
 def storage_url(cli: str | None = None, spec: StudySpec | None = None) -> str:
     """The storage URL to use (see the module docstring for the precedence)."""
-    return resolve_storage(cli or os.environ.get(ENV_STORAGE) or (spec.storage if spec else None))
+    from .cluster import storage_from_file  # noqa: PLC0415  (a Ray Job's URL: see cluster.py)
+
+    return resolve_storage(
+        cli
+        or storage_from_file()
+        or os.environ.get(ENV_STORAGE)
+        or (spec.storage if spec else None)
+    )
 
 
 def model_dims(spec: StudySpec) -> ModelDims:
@@ -188,6 +196,8 @@ def prepare_submit(
             spec.search.n_trials,
             spec.search.max_steps,
         )
+    except StorageError:  # the database failed (read-only, full, down): say so, not "exists"
+        raise
     except UserError:  # another submit of the same name won the race
         raise StudyExistsError(
             f"study {spec.study!r} was created meanwhile; use `paretune resume {spec.study}`"

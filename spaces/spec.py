@@ -188,6 +188,9 @@ class SearchSpec(Strict):
     eval_every: int | None = Field(None, ge=1, description="defaults to the rungs")
     seed: int = 0
     max_retries: int = Field(2, ge=0, description="re-runs of an interrupted trial")
+    max_failures: int = Field(
+        0, ge=-1, description="Ray restarts of a trial whose worker or node died (-1: forever)"
+    )
     trial_timeout_s: float | None = Field(None, gt=0)
     reference_point: dict[str, float] | None = None
     constraints: ConstraintsSpec = Field(default_factory=ConstraintsSpec)
