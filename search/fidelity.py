@@ -1,0 +1,274 @@
+"""Learning from partial results: which rung a step counts for, and a sampler fitted on rung values.
+
+``search.sampler_fidelity`` says what the sampler's model learns from:
+
+- ``full``: only full-fidelity results (the top rung, ``max_steps``);
+- ``highest-rung``: the highest rung that holds enough observations, i.e. at least
+  ``max(n_startup_trials, n_objectives + 2)``. Early in a study that is a low rung, where results
+  are plentiful but biased; as the study goes on the model moves up the rungs to full fidelity.
+  This is BOHB's idea (Falkner et al., 2018) made multi-objective: the model at a rung sees every
+  trial that reached the rung, pruned or complete, with its objective values *at that rung*.
+
+:class:`FidelityAwareAsker` keeps one in-memory Optuna "model" study per rung and asks the chosen
+rung's sampler for a configuration, which is then enqueued into the real study: the stored study
+stays truthful (PRUNED trials stay PRUNED, only full-fidelity values are COMPLETE) while the model
+learns from partial results. It is also the right component for ``full``: Optuna's samplers see
+multi-objective PRUNED trials without values (``Trial.report`` is refused for them) and TPE then
+counts them in its "good" group arbitrarily; a model study of the top rung holds only true
+full-fidelity values.
+
+How a searcher uses it::
+
+    asker = FidelityAwareAsker.from_spec(spec)
+    asker.rebuild(history, study.get_trials(deepcopy=False))  # on resume
+    trial = asker.ask(study, sample)       # an optuna.Trial of the real study, params fixed
+    config = sample(trial)                 # define-by-run: returns the suggested values
+    ...
+    asker.observe(trial, step, metrics)    # every reported result (rung steps count)
+    asker.finish(trial.number)             # the trial ended: completed, pruned or failed
+
+``sample`` is the define-by-run function that draws a configuration from an Optuna trial (for
+paretune: ``lambda t: spaces.sample_config(t, spec, dims)``).
+"""
+
+from __future__ import annotations
+
+import bisect
+import logging
+import math
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+from .samplers import make_sampler
+
+if TYPE_CHECKING:
+    import optuna
+
+log = logging.getLogger(__name__)
+
+SamplerFidelity = Literal["full", "highest-rung"]
+SAMPLER_FIDELITIES: tuple[str, ...] = ("full", "highest-rung")
+History = Iterable[tuple[int, int, Mapping[str, float]]]
+
+
+def rung_at(rungs: Sequence[int], step: float) -> int | None:
+    """Index of the highest rung at or below ``step``; None below the first rung.
+
+    A result counts for the highest milestone it has reached, so a trial evaluated off the rungs
+    (``eval_every`` not aligned with them) still records once per rung, as Ray's ASHA does.
+    """
+    i = bisect.bisect_right(rungs, step) - 1
+    return i if i >= 0 else None
+
+
+def objective_values(values: Mapping[str, float], objectives: Sequence[str]) -> list[float] | None:
+    """The objective values in objective order, or None when one is missing."""
+    try:
+        return [float(values[name]) for name in objectives]
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+@dataclass
+class _Pending:
+    rung: int
+    trial: Any  # optuna.Trial of a model study
+    params: dict[str, Any]
+
+
+@dataclass
+class FidelityAwareAsker:
+    """Suggests configurations from a sampler fitted on the highest rung with enough observations.
+
+    ``rungs`` are the fidelities (``spec.search.rungs()``); ``objectives`` and ``directions`` those
+    of the study. ``mode="full"`` uses only the top rung. Deterministic for a given ``seed`` and
+    the same sequence of calls.
+    """
+
+    rungs: Sequence[int]
+    objectives: Sequence[str]
+    directions: Sequence[str]
+    sampler: str = "tpe"
+    seed: int = 0
+    mode: SamplerFidelity = "highest-rung"
+    n_startup_trials: int = 10
+    min_observations: int | None = None
+    _studies: list[Any] = field(init=False, repr=False)
+    _pending: dict[Hashable, _Pending] = field(init=False, repr=False)
+    _seen: dict[Hashable, set[int]] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        import optuna  # noqa: PLC0415
+
+        if self.mode not in SAMPLER_FIDELITIES:
+            raise ValueError(
+                f"unknown sampler_fidelity {self.mode!r}; allowed: {', '.join(SAMPLER_FIDELITIES)}"
+            )
+        self.rungs = [int(r) for r in self.rungs]
+        self._studies = [
+            optuna.create_study(
+                directions=list(self.directions),
+                sampler=make_sampler(
+                    self.sampler,
+                    seed=self.seed + 7919 * (k + 1),
+                    n_startup_trials=self.n_startup_trials,
+                ),
+            )
+            for k in range(len(self.rungs))
+        ]
+        self._pending = {}
+        self._seen = {}
+
+    @classmethod
+    def from_spec(cls, spec: Any, *, n_startup_trials: int = 10) -> FidelityAwareAsker:
+        """The asker a :class:`~paretune.spaces.StudySpec` asks for."""
+        s = spec.search
+        return cls(
+            rungs=s.rungs(),
+            objectives=spec.objective_names,
+            directions=spec.directions,
+            sampler=s.sampler,
+            seed=s.seed,
+            mode=s.sampler_fidelity,
+            n_startup_trials=n_startup_trials,
+        )
+
+    # -- which rung the model learns from ------------------------------------------------------
+
+    @property
+    def threshold(self) -> int:
+        """Observations a rung needs before its model may suggest."""
+        if self.min_observations is not None:
+            return self.min_observations
+        return max(self.n_startup_trials, len(self.objectives) + 2)
+
+    def n_observations(self, rung: int) -> int:
+        """Finished observations in the model study of rung index ``rung``."""
+        import optuna  # noqa: PLC0415
+
+        return len(
+            self._studies[rung].get_trials(
+                deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)
+            )
+        )
+
+    def model_study(self, rung: int) -> optuna.Study:
+        """The in-memory model study of rung index ``rung`` (its trials are the observations)."""
+        return self._studies[rung]
+
+    def pending_rung(self, number: Hashable) -> int | None:
+        """The rung index whose model suggested trial ``number``, while it waits for that rung."""
+        pending = self._pending.get(number)
+        return None if pending is None else pending.rung
+
+    def model_rung(self) -> int:
+        """The rung index whose model suggests next.
+
+        The highest eligible rung (``full``: only the top one). When none holds enough
+        observations, the top rung's study, whose sampler is then still in its start-up phase
+        (independent random sampling, seeded).
+        """
+        top = len(self.rungs) - 1
+        candidates = [top] if self.mode == "full" else range(top, -1, -1)
+        for k in candidates:
+            if self.n_observations(k) >= self.threshold:
+                return k
+        return top
+
+    # -- asking ------------------------------------------------------------------------------
+
+    def suggest(self, sample: Callable[[Any], object]) -> tuple[int, Any]:
+        """Ask the model study of :meth:`model_rung`: returns (rung index, its model trial)."""
+        k = self.model_rung()
+        model_trial = self._studies[k].ask()
+        sample(model_trial)
+        return k, model_trial
+
+    def ask(self, study: optuna.Study, sample: Callable[[Any], object]) -> optuna.Trial:
+        """A trial of the real ``study`` whose parameters the rung model chose.
+
+        The parameters are enqueued (``study.enqueue_trial``) and the next ``study.ask()`` takes
+        them. If the study already holds waiting trials (retries queued on resume), those go first
+        and no model is asked. The model trial stays running in its model study until the real
+        trial reports at that rung, so concurrent asks see it (the constant liar).
+        """
+        import optuna  # noqa: PLC0415
+
+        if study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,)):
+            return study.ask()
+        k, model_trial = self.suggest(sample)
+        params = dict(model_trial.params)
+        study.enqueue_trial(params)
+        trial = study.ask()
+        self._pending[trial.number] = _Pending(k, model_trial, params)
+        log.debug(
+            "trial %d: parameters from the model at rung %d (%d steps)",
+            trial.number,
+            k,
+            self.rungs[k],
+        )
+        return trial
+
+    # -- learning ----------------------------------------------------------------------------
+
+    def observe(self, trial: Any, step: float, values: Mapping[str, float]) -> None:
+        """Record a reported result: at a rung it becomes an observation of that rung's model.
+
+        ``trial`` has ``number``, ``params`` and ``distributions`` (an ``optuna.Trial`` or a
+        ``FrozenTrial``); ``values`` maps objective names to values (extra keys are ignored). A
+        result off the rungs, a second result at the same rung, or one lacking an objective or
+        holding a non-finite value is ignored.
+        """
+        key = trial.number
+        k = rung_at(self.rungs, step)
+        vals = objective_values(values, self.objectives)
+        if k is None or vals is None or not all(math.isfinite(v) for v in vals):
+            return
+        seen = self._seen.setdefault(key, set())
+        if k in seen:
+            return
+        seen.add(k)
+        pending = self._pending.get(key)
+        study = self._studies[k]
+        if pending is not None and pending.rung == k:
+            del self._pending[key]
+            if pending.params == dict(trial.params):
+                study.tell(pending.trial, vals)
+                return
+            study.tell(pending.trial, state=_fail_state())
+        self._add(study, dict(trial.params), dict(trial.distributions), vals)
+
+    def finish(self, number: Hashable) -> None:
+        """The trial ended; a model trial still waiting for its rung is withdrawn (FAIL)."""
+        pending = self._pending.pop(number, None)
+        if pending is not None:
+            self._studies[pending.rung].tell(pending.trial, state=_fail_state())
+
+    def rebuild(self, history: History, trials: Iterable[Any]) -> None:
+        """Refill the rung models from stored results: (trial_number, step, metrics) rows and
+        the study's trials (FrozenTrials, for their parameters and distributions)."""
+        by_number = {t.number: t for t in trials}
+        n = 0
+        for number, step, metrics in sorted(history, key=lambda h: (h[0], h[1])):
+            trial = by_number.get(number)
+            if trial is not None and trial.params:
+                self.observe(trial, step, metrics)
+                n += 1
+        log.info("fidelity models rebuilt from %d stored results", n)
+
+    @staticmethod
+    def _add(
+        study: Any, params: dict[str, Any], distributions: dict[str, Any], values: list[float]
+    ) -> None:
+        import optuna  # noqa: PLC0415
+
+        study.add_trial(
+            optuna.trial.create_trial(params=params, distributions=distributions, values=values)
+        )
+
+
+def _fail_state() -> Any:
+    import optuna  # noqa: PLC0415
+
+    return optuna.trial.TrialState.FAIL
