@@ -12,6 +12,11 @@ import sys
 
 import typer
 
+try:  # typer >= 0.16 vendors click
+    from typer._click import exceptions as click_errors
+except ImportError:  # pragma: no cover - older typer
+    from click import exceptions as click_errors  # type: ignore[no-redef]
+
 from paretune.spaces.errors import UserError
 
 from . import cli_dashboard, cli_export, cli_spec, cli_study
@@ -43,12 +48,26 @@ def main() -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     try:
-        app()
+        code = app(standalone_mode=False)
     except UserError as e:
         fail(str(e))
+    except click_errors.NoArgsIsHelpError as e:
+        e.show()
+        raise SystemExit(e.exit_code) from None
+    except click_errors.UsageError as e:  # a bad option or argument: one line too, status 2
+        where = e.ctx.command_path if e.ctx else "paretune"
+        fail(f"{e.format_message()} (see `{where} --help`)")
+    except click_errors.ClickException as e:
+        sys.stderr.write(f"error: {mask_text(e.format_message(), None)}\n")
+        raise SystemExit(e.exit_code) from None
+    except typer.Abort:
+        sys.stderr.write("aborted\n")
+        raise SystemExit(1) from None
     except KeyboardInterrupt:
         sys.stderr.write("interrupted\n")
         raise SystemExit(130) from None
+    if isinstance(code, int) and code:  # typer.Exit(N) comes back as a return value
+        raise SystemExit(code)
 
 
 if __name__ == "__main__":

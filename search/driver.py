@@ -329,8 +329,12 @@ def ray_session(address: str | None, num_cpus: int | None) -> Iterator[None]:
     }
     if address:
         kwargs["address"] = address
-    elif num_cpus is not None:
-        kwargs["num_cpus"] = num_cpus
+    elif os.environ.get("RAY_ADDRESS"):
+        pass  # inside a Ray Job: join the cluster that runs it
+    else:
+        kwargs["address"] = "local"  # never join a stray `ray start` on this machine
+        if num_cpus is not None:
+            kwargs["num_cpus"] = num_cpus
     try:
         ray.init(**kwargs)
     except (ConnectionError, ValueError, RuntimeError) as e:

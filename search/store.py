@@ -13,16 +13,18 @@ database as it is.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
+import re
 import socket
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import (
     JSON,
@@ -41,7 +43,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
 from paretune.spaces.errors import UserError
@@ -52,6 +54,142 @@ log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
 CONNECT_TIMEOUT_S = 5
+RETRY_FOR_S = 60.0  # how long a store call waits for the database to come back (a restart)
+T = TypeVar("T")
+
+# Errors that a moment later may not repeat: the server restarting or dropping the connection,
+# a locked SQLite file. A read-only or full database is not among them: it fails at once.
+_TRANSIENT = re.compile(
+    r"database is locked|connection (refused|reset|timed out|is (closed|lost|bad))|"
+    r"connection to server|could not connect|server closed the connection|"
+    r"terminating connection|the database system is (starting up|shutting down|in recovery)|"
+    r"consuming input failed|no connection to the server|SSL SYSCALL|broken pipe|"
+    r"server conn crashed|cannot connect",
+    re.IGNORECASE,
+)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True for a database error worth retrying (see ``_TRANSIENT``), looking down the chain."""
+    seen: set[int] = set()
+    e: BaseException | None = exc
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, DBAPIError) and e.connection_invalidated:
+            return True
+        if _TRANSIENT.search(str(e)):
+            return True
+        e = e.__cause__ or e.__context__
+    return False
+
+
+def root_message(exc: BaseException) -> str:
+    """The first line of the innermost database error (``database or disk is full``)."""
+    chain: list[BaseException] = []
+    e: BaseException | None = exc
+    while e is not None and all(e is not c for c in chain):
+        chain.append(e)
+        e = getattr(e, "orig", None) or e.__cause__ or e.__context__
+    for e in reversed(chain):
+        text = str(e).strip()
+        if text and text != "()":
+            return text.splitlines()[0]
+    return type(exc).__name__
+
+
+def retrying(
+    call: Callable[[], T], what: str, masked_url: str, retry_for_s: float | None = None
+) -> T:
+    """Run ``call``; on a transient database error retry with backoff for up to ``RETRY_FOR_S``."""
+    deadline = time.monotonic() + (RETRY_FOR_S if retry_for_s is None else retry_for_s)
+    delay = 0.2
+    while True:
+        try:
+            return call()
+        except Exception as e:
+            if not is_transient(e) or time.monotonic() + delay > deadline:
+                raise
+            log.warning(
+                "storage %s: %s failed (%s); retrying in %.1f s",
+                masked_url,
+                what,
+                mask_text(root_message(e), None),
+                delay,
+            )
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+
+def _retried(method: Callable[..., T]) -> Callable[..., T]:
+    """A :class:`StudyStore` method retried on transient errors (:func:`retrying`)."""
+
+    @functools.wraps(method)
+    def wrapper(self: StudyStore, *args: Any, **kwargs: Any) -> T:
+        return retrying(lambda: method(self, *args, **kwargs), method.__name__, self.masked_url)
+
+    return wrapper
+
+
+# Optuna's RDBStorage calls the searcher and the store make; each is retried like the store's own.
+_OPTUNA_CALLS = (
+    "create_new_study",
+    "delete_study",
+    "set_study_user_attr",
+    "set_study_system_attr",
+    "get_study_id_from_name",
+    "get_study_name_from_id",
+    "get_study_directions",
+    "get_study_user_attrs",
+    "get_study_system_attrs",
+    "get_trial_user_attrs",
+    "get_trial_system_attrs",
+    "get_all_studies",
+    "create_new_trial",
+    "set_trial_param",
+    "get_trial_param",
+    "set_trial_state_values",
+    "set_trial_intermediate_value",
+    "set_trial_user_attr",
+    "set_trial_system_attr",
+    "get_trial_id_from_study_id_trial_number",
+    "get_trial",
+    "get_all_trials",
+    "get_best_trial",
+    "get_n_trials",
+)
+
+
+@functools.cache
+def _retrying_rdb_class() -> type:
+    """``RDBStorage`` whose calls retry transient errors and turn lasting ones into one line."""
+    import optuna  # noqa: PLC0415
+
+    base = optuna.storages.RDBStorage
+
+    def wrap(name: str) -> Callable[..., Any]:
+        method = getattr(base, name)
+
+        @functools.wraps(method)
+        def call(self: Any, *args: Any, **kwargs: Any) -> Any:
+            masked = getattr(self, "paretune_masked_url", "storage")
+            try:
+                return retrying(lambda: method(self, *args, **kwargs), name, masked)
+            except (optuna.exceptions.StorageInternalError, DBAPIError) as e:
+                raise StorageError(
+                    f"storage {masked} failed: {mask_text(root_message(e), self.url)}"
+                ) from None
+
+        return call
+
+    attrs = {n: wrap(n) for n in _OPTUNA_CALLS if hasattr(base, n)}
+    cls = type("RetryingRDBStorage", (base,), {**attrs, "__module__": __name__})
+    return cls
+
+
+def __getattr__(name: str) -> Any:  # pickle finds RetryingRDBStorage here
+    if name == "RetryingRDBStorage":
+        return _retrying_rdb_class()
+    raise AttributeError(name)
 
 
 def utcnow() -> datetime:
@@ -223,6 +361,11 @@ class StudyStore:
             raise StorageError(f"storage {self.masked_url}: directory {directory} does not exist")
         if not create and not os.path.exists(path):
             raise StorageError(f"storage {self.masked_url}: no such database file")
+        if create and not os.access(path if os.path.exists(path) else directory, os.W_OK):
+            what = "database file" if os.path.exists(path) else "directory"
+            raise StorageError(
+                f"storage {self.masked_url}: the {what} is read-only; paretune needs to write it"
+            )
 
     def _ensure_schema(self, create: bool) -> None:
         try:
@@ -265,11 +408,17 @@ class StudyStore:
             try:
                 yield s
                 s.commit()
-            except OperationalError as e:
+            except IntegrityError:
                 s.rollback()
+                raise
+            except DBAPIError as e:  # the connection or the database failed (down, read-only, full)
+                try:
+                    s.rollback()
+                except SQLAlchemyError:
+                    pass
                 raise StorageError(
-                    f"storage {self.masked_url} failed: {mask_text(e.orig or e, self.url)}"
-                ) from None
+                    f"storage {self.masked_url} failed: {mask_text(root_message(e), self.url)}"
+                ) from e
             except Exception:
                 s.rollback()
                 raise
@@ -277,12 +426,11 @@ class StudyStore:
     def optuna_storage(self) -> Any:
         """Optuna's RDBStorage on the same database (created on first use)."""
         if self._optuna_storage is None:
-            import optuna  # noqa: PLC0415
-
             try:
-                self._optuna_storage = optuna.storages.RDBStorage(
+                self._optuna_storage = _retrying_rdb_class()(
                     self.url, engine_kwargs=engine_kwargs(self.url)
                 )
+                self._optuna_storage.paretune_masked_url = self.masked_url
             except Exception as e:
                 raise StorageError(f"storage {self.masked_url}: {mask_text(e, self.url)}") from None
             if self.url.startswith("sqlite"):  # Optuna's engine: fast commits too (WAL is per file)
@@ -307,7 +455,7 @@ class StudyStore:
         with self.session() as s:
             row = StudyRow(
                 name=name,
-                spec_yaml=spec_yaml,
+                spec_yaml=mask_text(spec_yaml, self.url),  # a spec's storage: URL keeps no password
                 spec_json=spec_json,
                 spec_hash=spec_hash,
                 n_trials=n_trials,
@@ -322,6 +470,7 @@ class StudyStore:
                 raise UserError(f"study {name!r} already exists") from None
             return _info(row)
 
+    @_retried
     def find_study(self, name: str) -> StudyInfo | None:
         with self.session() as s:
             row = s.scalar(select(StudyRow).where(StudyRow.name == name))
@@ -339,14 +488,17 @@ class StudyStore:
             raise UnknownStudyError(f"unknown study {name!r} in {self.masked_url}{hint}")
         return info
 
+    @_retried
     def study_names(self) -> list[str]:
         with self.session() as s:
             return list(s.scalars(select(StudyRow.name).order_by(StudyRow.created_at)))
 
+    @_retried
     def list_studies(self) -> list[StudyInfo]:
         with self.session() as s:
             return [_info(r) for r in s.scalars(select(StudyRow).order_by(StudyRow.created_at))]
 
+    @_retried
     def update_study(self, name: str, **fields: Any) -> None:
         fields["updated_at"] = utcnow()
         with self.session() as s:
@@ -371,6 +523,7 @@ class StudyStore:
 
     # -- driver heartbeat ------------------------------------------------------------------
 
+    @_retried
     def claim_driver(self, name: str, driver_id: str, *, join: bool, stale_after_s: float) -> bool:
         """Take the study for this driver. False if another live driver holds it and join is off."""
         now = utcnow()
@@ -389,6 +542,7 @@ class StudyStore:
             row.updated_at = now
             return True
 
+    @_retried
     def heartbeat(self, name: str, driver_id: str) -> None:
         with self.session() as s:
             s.execute(
@@ -397,6 +551,7 @@ class StudyStore:
                 .values(heartbeat_at=utcnow())
             )
 
+    @_retried
     def release_driver(self, name: str, driver_id: str) -> None:
         with self.session() as s:
             s.execute(
@@ -407,6 +562,7 @@ class StudyStore:
 
     # -- metrics, events, hypervolume ------------------------------------------------------
 
+    @_retried
     def record_metrics(
         self, study_id: int, trial_number: int, step: int, metrics: dict[str, float]
     ) -> None:
@@ -429,6 +585,7 @@ class StudyStore:
             s.execute(MetricRow.__table__.insert(), rows)
             s.execute(update(StudyRow).where(StudyRow.id == study_id).values(updated_at=now))
 
+    @_retried
     def metrics(
         self, study_id: int, trial_number: int | None = None, name: str | None = None
     ) -> list[dict[str, Any]]:
@@ -443,6 +600,7 @@ class StudyStore:
         with self.session() as s:
             return [dict(r._mapping) for r in s.execute(q)]
 
+    @_retried
     def log_event(
         self,
         study_id: int,
@@ -457,6 +615,7 @@ class StudyStore:
                 )
             )
 
+    @_retried
     def events(
         self, study_id: int, trial_number: int | None = None, kinds: Iterable[str] | None = None
     ) -> list[dict[str, Any]]:
@@ -470,6 +629,7 @@ class StudyStore:
         with self.session() as s:
             return [dict(r._mapping) for r in s.execute(q.order_by(EventRow.id))]
 
+    @_retried
     def record_hypervolume(
         self, study_id: int, n_complete: int, compute_steps: int, value: float
     ) -> None:
@@ -483,6 +643,7 @@ class StudyStore:
                 )
             )
 
+    @_retried
     def hypervolume_history(self, study_id: int) -> list[dict[str, Any]]:
         q = (
             select(
@@ -497,6 +658,7 @@ class StudyStore:
         with self.session() as s:
             return [dict(r._mapping) for r in s.execute(q)]
 
+    @_retried
     def count_metrics(self, study_id: int) -> int:
         with self.session() as s:
             return int(

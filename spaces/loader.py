@@ -145,6 +145,14 @@ def parse_spec(text: str, path: str = "<spec>") -> LoadedSpec:
     try:
         data = yaml.safe_load(text)
         node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.constructor.ConstructorError as e:  # !!python/object and friends: never built
+        mark = e.problem_mark
+        line = f":{mark.line + 1}" if mark else ""
+        tag = str(e.problem or "").rsplit(" ", 1)[-1]
+        raise SpecError(
+            f"{path}{line}: unsupported YAML tag {tag}: specs are read with a safe loader "
+            "(plain mappings, lists, strings and numbers only)"
+        ) from None
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark
         line = f":{mark.line + 1}" if mark else ""

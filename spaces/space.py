@@ -36,6 +36,13 @@ def check_against_model(spec: StudySpec | LoadedSpec, dims: ModelDims) -> None:
             raise loaded.error(("space", name, *loc), message)
     for problem in combination_problems(loaded.spec, dims):
         raise loaded.error(("space",), problem)
+    limit = loaded.spec.search.constraints.max_trainable_params
+    if limit is not None and limit < (low := describe_space(loaded.spec, dims).min_params):
+        raise loaded.error(
+            ("search", "constraints", "max_trainable_params"),
+            f"{limit:,} is below the smallest plan of the space ({low:,} trainable parameters, "
+            "head included): every plan would be rejected",
+        )
 
 
 def combination_problems(spec: StudySpec, dims: ModelDims) -> list[str]:
@@ -116,6 +123,8 @@ def describe_space(spec: StudySpec, dims: ModelDims) -> SpaceSummary:
         dim = getattr(space, h)
         if n_choices(dim) != 1:
             dimensions.append((h, n_choices(dim)))
+    # families sharing one parameter (AutoPEFT's layer mask ``layer.L3``) search it once
+    dimensions = list(dict(dimensions).items())
     size = 1
     for _, n in dimensions:
         if n is not None:

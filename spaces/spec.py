@@ -197,6 +197,11 @@ class SearchSpec(Strict):
 
     @model_validator(mode="after")
     def _steps(self) -> SearchSpec:
+        if self.sampler_fidelity == "highest-rung":
+            raise ValueError(
+                "sampler_fidelity: highest-rung is measured in benchmarks/search_efficiency.py "
+                "but the service does not use it yet; use full"
+            )
         if self.min_steps > self.max_steps:
             raise ValueError(
                 f"min_steps ({self.min_steps}) must not exceed max_steps ({self.max_steps})"

@@ -38,7 +38,9 @@ def postgres_url():
     from sqlalchemy import create_engine, text
 
     name = f"paretune_test_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(base, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 5})
+    admin = create_engine(  # pre-ping: a test may restart the server meanwhile
+        base, isolation_level="AUTOCOMMIT", pool_pre_ping=True, connect_args={"connect_timeout": 5}
+    )
     try:
         with admin.connect() as conn:
             conn.execute(text(f'CREATE DATABASE "{name}"'))

@@ -297,6 +297,9 @@ def train(
             metrics["train_seconds"] = state.train_seconds
             metrics["peak_memory_mb"] = memory.peak
             metrics["train_loss"] = float(loss.detach())
+            bad = [k for k, v in metrics.items() if not math.isfinite(v)]
+            if bad:  # never checkpoint or report a diverged model
+                raise FloatingPointError(f"{bad[0]} is {metrics[bad[0]]} at step {state.step}")
             if ckpt is not None:
                 save_checkpoint(ckpt, model, optimizer, state)
             if reached is not None:
