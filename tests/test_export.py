@@ -1,0 +1,287 @@
+"""Adapter export: PEFT and paretune formats round-trip the logits; ``paretune export`` on a real store."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import optuna
+import pytest
+import torch
+from optuna.distributions import CategoricalDistribution
+from typer.testing import CliRunner
+
+from paretune.search.cli import app
+from paretune.search.store import UnknownStudyError, open_store
+from paretune.spaces import (
+    ModelError,
+    config_from_params,
+    dims_from_config,
+    parse_spec,
+    resolve_model,
+)
+from paretune.spaces.errors import UserError
+from paretune.trainers import build_trial_model, load_adapted
+from paretune.trainers.export import adapter_format, save_adapter
+from paretune.trainers.loop import train
+from paretune.trainers.models import load_model
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+runner = CliRunner()
+
+TASK = "{dataset: synthetic, synthetic_size: 200, max_length: 16, val_size: 40, test_size: 20}"
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def spec_text(model: str, space: str, name: str = "exp") -> str:
+    return (
+        f"study: {name}\nmodel: {model}\ntask: {TASK}\nobjectives: [accuracy, trainable_params]\n"
+        f"space:\n  {space}\n  learning_rate: 0.01\n  batch_size: 8\n"
+        "search: {n_trials: 2, max_steps: 3, min_steps: 3, scheduler: none}\n"
+    )
+
+
+def trained(model: str, space: str, params: dict | None = None, steps: int = 4):
+    """A configuration of the space, trained a few steps: (model, config, dims, pad id, spec)."""
+    spec = parse_spec(spec_text(model, space)).spec
+    config = config_from_params(params or {}, spec, dims_from_config(resolve_model(model).config))
+    net, dims, data, pad = build_trial_model(spec, config)
+    train(net, data.train, data.validation, config.hparams, num_labels=2, pad_id=pad, max_steps=steps,
+          eval_steps=[], reporter=lambda s, m: True)  # fmt: skip
+    return net.eval(), config, dims, pad, spec
+
+
+def logits(net, pad: int) -> torch.Tensor:
+    ids = torch.randint(1000, 3000, (4, 11), generator=torch.Generator().manual_seed(0))
+    mask = torch.ones_like(ids)
+    mask[1, 7:] = 0
+    mask[3, 4:] = 0
+    ids[mask == 0] = pad
+    with torch.no_grad():
+        return net(input_ids=ids, attention_mask=mask).logits
+
+
+PEFT_PLANS = [
+    ("tiny-bert", "lora: {targets: [query, value], ranks: [4], dora: true}"),
+    ("tiny-gpt2", "ia3: {mode: all}"),
+    ("tiny-llama", "prefix: {length: 4}"),
+    ("tiny-bert", "prefix: {length: 4}"),
+]
+
+
+@pytest.mark.parametrize(("model", "space"), PEFT_PLANS)
+def test_peft_expressible_plans_export_in_peft_format(tmp_path, model, space):
+    from peft import PeftModel
+
+    net, config, dims, pad, _ = trained(model, space)
+    out = save_adapter(
+        net, config, dims, tmp_path / "adapter", {"accuracy": 0.75}, model_name=model
+    )
+    assert {"adapter_config.json", "adapter_model.safetensors", "paretune.json"} <= {
+        p.name for p in out.iterdir()
+    }
+    assert adapter_format(out) == "peft"
+    readme = json.loads((out / "paretune.json").read_text())
+    assert readme["model"] == model and readme["format"] == "peft"
+    assert readme["summary"] == config.plan.summary() and readme["metrics"] == {"accuracy": 0.75}
+    fresh = PeftModel.from_pretrained(load_model(resolve_model(model), 2, pad), str(out)).eval()
+    assert (logits(fresh, pad) - logits(net, pad)).abs().max() <= 1e-5
+
+
+PARETUNE_PLANS = [
+    (
+        "tiny-bert",
+        "lora: {targets: [query, value], ranks: [4]}\n  ia3: {targets: [key, output], mode: all}\n"
+        "  prefix: {length: 4}\n  serial_adapter: {sizes: [8]}\n  parallel_adapter: {sizes: [8]}\n"
+        "  bitfit: {mode: all, biases: [value, norms]}\n  paca: {targets: [query, intermediate], columns: [8]}",
+    ),
+    ("tiny-gpt2", "serial_adapter: {sizes: [8]}\n  paca: {targets: [qkv, output], columns: [8]}"),
+    ("tiny-llama", "lora: {targets: [query], ranks: [4]}\n  ia3: {targets: [value], mode: all}"),
+]
+
+
+@pytest.mark.parametrize(("model", "space"), PARETUNE_PLANS)
+def test_other_plans_export_in_paretune_format(tmp_path, model, space):
+    net, config, dims, pad, _ = trained(model, space)
+    out = save_adapter(net, config, dims, tmp_path / "adapter")
+    assert {p.name for p in out.iterdir()} == {
+        "plan.json",
+        "base_config.json",
+        "adapter.safetensors",
+        "paretune.json",
+    }
+    assert adapter_format(out) == "paretune"
+    from safetensors.torch import load_file
+
+    saved = load_file(str(out / "adapter.safetensors"))
+    assert sum(t.numel() for n, t in saved.items() if not n.endswith(".idx")) == sum(
+        p.numel() for p in net.parameters() if p.requires_grad
+    )
+    assert any(n.endswith(".idx") for n in saved) == ("paca" in config.plan.families)
+    fresh = load_adapted(load_model(resolve_model(model), 2, pad), out)
+    assert (logits(fresh, pad) - logits(net, pad)).abs().max() <= 1e-5
+
+
+def test_load_adapted_refuses_another_base(tmp_path):
+    net, config, dims, pad, _ = trained("tiny-bert", "serial_adapter: {sizes: [8]}", steps=1)
+    out = save_adapter(net, config, dims, tmp_path / "adapter")
+    with pytest.raises(ModelError, match="base model does not match"):
+        load_adapted(load_model(resolve_model("minilm-l6"), 2), out)
+    with pytest.raises(ModelError, match="holds no adapter"):
+        load_adapted(load_model(resolve_model("tiny-bert"), 2), tmp_path)
+
+
+def test_save_adapter_replaces_an_earlier_export(tmp_path):
+    net, config, dims, _, _ = trained("tiny-bert", "lora: {targets: [query], ranks: [2]}", steps=1)
+    (tmp_path / "adapter").mkdir()
+    (tmp_path / "adapter" / "stale.txt").write_text("old")
+    save_adapter(net, config, dims, tmp_path / "adapter")
+    assert not (tmp_path / "adapter" / "stale.txt").exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["adapter"]  # no temporary directory left
+
+
+# -- paretune export ------------------------------------------------------------------------
+
+SPACE = "serial_adapter: {sizes: [0, 8], mode: shared}\n  paca: {targets: [query], columns: [4]}"
+PARAMS = {"serial_adapter.size": 8, **{f"serial_adapter.layer.L{i}": i >= 2 for i in range(4)}}
+DISTRIBUTIONS = {
+    "serial_adapter.size": CategoricalDistribution([0, 8]),
+    **{f"serial_adapter.layer.L{i}": CategoricalDistribution([False, True]) for i in range(4)},
+}
+
+
+@pytest.fixture
+def study(tmp_path):
+    """A SQLite store with study 'exp': trial 0 COMPLETE with an adapter, 1 PRUNED, 2 COMPLETE without."""
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    text = spec_text("tiny-bert", SPACE)
+    spec = parse_spec(text).spec
+    store = open_store(url)
+    store.create_study("exp", text, spec.model_dump_json(), spec.spec_hash(), 3, 3)
+    ostudy = optuna.create_study(
+        study_name="exp", storage=store.optuna_storage(), directions=spec.directions
+    )
+    net, config, dims, _, _ = trained("tiny-bert", SPACE, PARAMS)
+    save_adapter(
+        net,
+        config,
+        dims,
+        tmp_path / "trial0" / "adapter",
+        {"accuracy": 0.6},
+        model_name="tiny-bert",
+    )
+
+    def add(state, trial_dir=None):
+        ostudy.add_trial(
+            optuna.trial.create_trial(
+                params=PARAMS,
+                distributions=DISTRIBUTIONS,
+                values=[0.6, 2000.0] if state == optuna.trial.TrialState.COMPLETE else None,
+                state=state,
+                user_attrs={"trial_dir": str(trial_dir)} if trial_dir else {},
+            )
+        )
+
+    add(optuna.trial.TrialState.COMPLETE, tmp_path / "trial0")
+    add(optuna.trial.TrialState.PRUNED, tmp_path / "trial1")
+    add(optuna.trial.TrialState.COMPLETE, tmp_path / "trial2")
+    store.dispose()
+    return url, tmp_path, config
+
+
+def test_export_copies_the_adapter_of_a_complete_trial(study):
+    url, tmp, config = study
+    res = runner.invoke(
+        app, ["export", "exp", "--trial", "0", "--out", str(tmp / "out"), "--storage", url]
+    )
+    assert res.exit_code == 0, (res.output, res.exception)
+    assert "paretune format" in res.stderr
+    files = {p.name: p.read_bytes() for p in (tmp / "out").iterdir()}
+    assert files == {p.name: p.read_bytes() for p in (tmp / "trial0" / "adapter").iterdir()}
+    loaded = load_adapted(load_model(resolve_model("tiny-bert"), 2), tmp / "out")
+    assert sum(p.numel() for n, p in loaded.named_parameters() if "serial_adapter" in n) == 2 * (
+        2 * 64 * 8 + 8 + 64
+    )
+    again = runner.invoke(
+        app, ["export", "exp", "--trial", "0", "--out", str(tmp / "out"), "--storage", url]
+    )
+    assert isinstance(again.exception, UserError) and "not empty" in str(again.exception)
+
+
+@pytest.mark.parametrize(
+    ("args", "error", "message"),
+    [
+        (["--trial", "1"], UserError, "trial 1 of study 'exp' is PRUNED, not COMPLETE"),
+        (["--trial", "9"], UserError, "study 'exp' has no trial 9; its trials are 0-2"),
+        (["--trial", "2"], UserError, "has no saved adapter .*--retrain"),
+        (["--trial", "1", "--retrain"], UserError, "is PRUNED, not COMPLETE"),
+    ],
+)
+def test_export_refuses_what_it_cannot_export(study, args, error, message):
+    url, tmp, _ = study
+    res = runner.invoke(app, ["export", "exp", *args, "--out", str(tmp / "out"), "--storage", url])
+    assert isinstance(res.exception, error), res.output
+    assert re.search(message, str(res.exception)), str(res.exception)
+    assert "\n" not in str(res.exception)
+
+
+def test_export_names_an_unknown_study(study):
+    url, tmp, _ = study
+    res = runner.invoke(
+        app, ["export", "nope", "--trial", "0", "--out", str(tmp / "out"), "--storage", url]
+    )
+    assert isinstance(res.exception, UnknownStudyError) and "studies here: exp" in str(
+        res.exception
+    )
+
+
+def test_export_retrains_over_seeds(study):
+    url, tmp, config = study
+    out = tmp / "retrained"
+    res = runner.invoke(
+        app,
+        ["export", "exp", "--trial", "0", "--retrain", "--seeds", "2", "--steps", "3", "--format", "json",
+         "--out", str(out), "--storage", url],
+    )  # fmt: skip
+    assert res.exit_code == 0, (res.output, res.exception)
+    report = json.loads(res.stdout)
+    assert report["seeds"] == [0, 1] and report["steps"] == 3
+    assert report["summary"] == config.plan.summary()
+    accuracy = report["metrics"]["accuracy"]
+    assert len(accuracy["values"]) == 2 and min(accuracy["values"]) <= accuracy["mean"] <= max(
+        accuracy["values"]
+    )
+    params = report["metrics"]["trainable_params"]
+    assert (
+        params["std"] == 0.0
+        and params["mean"] == 2 * (2 * 64 * 8 + 8 + 64) + 4 * 64 * 4 + 64 * 2 + 2
+    )
+    assert report["study_values"] == {"accuracy": 0.6, "trainable_params": 2000.0}
+    saved = json.loads((out / "plan.json").read_text())
+    assert saved["config"]["hparams"]["seed"] == 0  # the first seed's adapter
+    table = runner.invoke(
+        app,
+        [
+            "export",
+            "exp",
+            "--trial",
+            "0",
+            "--retrain",
+            "--seeds",
+            "1",
+            "--steps",
+            "2",
+            "--storage",
+            url,
+        ],
+    )
+    assert (
+        table.exit_code == 0 and "accuracy" in table.stdout and "trainable_params" in table.stdout
+    )

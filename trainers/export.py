@@ -1,0 +1,273 @@
+"""Adapter export: a trained configuration as files another process can load.
+
+Two formats, chosen by what the plan needs:
+
+- **PEFT** (``adapter_config.json`` + ``adapter_model.safetensors``, written by peft's
+  ``save_pretrained``) when the plan is one peft-backed family (lora/DoRA, ia3 or prefix) plus the
+  classification head: ``PeftModel.from_pretrained(base, DIR)`` loads it, no paretune needed.
+- **paretune** otherwise (paretune's own modules, or two peft families at once):
+  ``plan.json`` (the trial configuration: plan and hyperparameters), ``base_config.json`` (the
+  base model it was trained on), ``adapter.safetensors`` (every trainable tensor, by parameter
+  name, and the column indices of each PaCA layer). ``load_adapted(base, DIR)`` rebuilds the
+  plan on ``base`` and loads the tensors.
+
+Both also get ``paretune.json``: model, plan summary, trainable parameters, metrics, how to load.
+
+Example::
+
+    save_adapter(model, config, dims, "out/adapter", metrics, model_name="minilm-l6")
+    model = load_adapted(load_model(resolve_model("minilm-l6"), 2), "out/adapter")
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import statistics
+import tempfile
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from paretune.spaces import StudySpec, TrialConfig, count_trainable, dims_from_config
+from paretune.spaces.architectures import ModelDims
+from paretune.spaces.errors import ModelError
+
+from .fused import PacaLinear
+from .injectors import INJECTORS, apply_plan
+from .injectors.placement import hf_model
+
+FORMAT = "paretune-adapter"
+VERSION = 1
+PEFT_CONFIG = "adapter_config.json"
+PLAN_FILE = "plan.json"
+BASE_FILE = "base_config.json"
+TENSORS_FILE = "adapter.safetensors"
+README_FILE = "paretune.json"
+BASE_FACTS = (
+    "arch",
+    "model_type",
+    "n_layers",
+    "hidden",
+    "intermediate",
+    "n_heads",
+    "n_kv_heads",
+    "num_labels",
+)
+
+
+def peft_expressible(config: TrialConfig) -> bool:
+    """One peft-backed family and the head: a plain PEFT adapter can hold it."""
+    families = config.plan.families
+    return len(families) == 1 and INJECTORS[families[0]].via_peft
+
+
+def adapter_format(directory: str | Path) -> str:
+    """``peft`` or ``paretune`` for an exported adapter directory."""
+    d = Path(directory)
+    if (d / PEFT_CONFIG).exists():
+        return "peft"
+    if (d / PLAN_FILE).exists():
+        return "paretune"
+    raise ModelError(f"{d} holds no adapter: neither {PEFT_CONFIG} nor {PLAN_FILE} is there")
+
+
+def _is_peft_model(model: nn.Module) -> bool:
+    from peft import PeftModel  # noqa: PLC0415
+
+    return isinstance(model, PeftModel)
+
+
+def adapter_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
+    """Every trainable tensor by parameter name, plus the column indices of each PaCA layer."""
+    tensors = {
+        n: p.detach().cpu().contiguous().clone()
+        for n, p in model.named_parameters()
+        if p.requires_grad
+    }
+    for name, module in model.named_modules():
+        if isinstance(module, PacaLinear):
+            tensors[f"{name}.idx"] = module.idx.detach().cpu().contiguous().clone()
+    return tensors
+
+
+def _base_facts(dims: ModelDims) -> dict[str, Any]:
+    return {k: getattr(dims, k) for k in BASE_FACTS}
+
+
+def _save_paretune(model: nn.Module, config: TrialConfig, dims: ModelDims, out: Path) -> None:
+    from safetensors.torch import save_file  # noqa: PLC0415
+
+    plan = {
+        "format": FORMAT,
+        "version": VERSION,
+        "summary": config.plan.summary(),
+        "config": config.to_dict(),
+    }
+    (out / PLAN_FILE).write_text(json.dumps(plan, indent=2) + "\n")
+    (out / BASE_FILE).write_text(json.dumps(_base_facts(dims), indent=2) + "\n")
+    save_file(adapter_tensors(model), str(out / TENSORS_FILE), metadata={"format": FORMAT})
+
+
+def _readme(
+    config: TrialConfig,
+    dims: ModelDims,
+    fmt: str,
+    metrics: dict[str, float] | None,
+    model_name: str,
+) -> dict[str, Any]:
+    load = (
+        "PeftModel.from_pretrained(base, DIR)"
+        if fmt == "peft"
+        else "paretune.trainers.load_adapted(base, DIR)"
+    )
+    return {
+        "format": fmt,
+        "model": model_name,
+        "base": _base_facts(dims),
+        "summary": config.plan.summary(),
+        "trainable_params": count_trainable(config.plan, dims),
+        "metrics": dict(metrics or {}),
+        "config": config.to_dict(),
+        "load": f"base = AutoModelForSequenceClassification of {model_name} with {dims.num_labels} labels; model = {load}",
+    }
+
+
+def save_adapter(
+    model: nn.Module,
+    config: TrialConfig,
+    dims: ModelDims,
+    out_dir: str | Path,
+    metrics: dict[str, float] | None = None,
+    *,
+    model_name: str | None = None,
+) -> Path:
+    """Write the trained adapter of ``model`` to ``out_dir`` (replaced whole, never half-written)."""
+    out = Path(out_dir)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    name = (
+        model_name
+        or getattr(getattr(hf_model(model), "config", None), "name_or_path", "")
+        or dims.model_type
+    )
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        if peft_expressible(config) and _is_peft_model(model):
+            model.save_pretrained(str(tmp))
+            fmt = "peft"
+        else:
+            _save_paretune(model, config, dims, tmp)
+            fmt = "paretune"
+        (tmp / README_FILE).write_text(
+            json.dumps(_readme(config, dims, fmt, metrics, name), indent=2) + "\n"
+        )
+        if out.exists():
+            shutil.rmtree(out)
+        tmp.rename(out)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+    return out
+
+
+def load_adapted(base: nn.Module, directory: str | Path) -> nn.Module:
+    """``base`` (a fresh base model, same weights as in training) with the exported adapter, in eval mode.
+
+    PEFT-format directories go through ``PeftModel.from_pretrained``; paretune-format ones are
+    rebuilt from their plan and filled with the saved tensors.
+    """
+    d = Path(directory)
+    if adapter_format(d) == "peft":
+        from peft import PeftModel  # noqa: PLC0415
+
+        return PeftModel.from_pretrained(base, str(d)).eval()
+    from safetensors.torch import load_file  # noqa: PLC0415
+
+    saved = json.loads((d / PLAN_FILE).read_text())
+    if saved.get("format") != FORMAT or int(saved.get("version", 0)) > VERSION:
+        raise ModelError(f"{d / PLAN_FILE} is not a {FORMAT} version <= {VERSION} file")
+    config = TrialConfig.from_dict(saved["config"])
+    dims = dims_from_config(base.config.to_dict(), int(base.config.num_labels))
+    expected = json.loads((d / BASE_FILE).read_text())
+    found = _base_facts(dims)
+    wrong = [
+        f"{k} {found[k]} (adapter: {expected[k]})"
+        for k in BASE_FACTS
+        if k in expected and expected[k] != found[k]
+    ]
+    if wrong:
+        raise ModelError(f"the base model does not match the adapter in {d}: {', '.join(wrong)}")
+    model = apply_plan(base, config.plan, dims, seed=config.hparams.seed)
+    state = load_file(str(d / TENSORS_FILE))
+    targets = dict(model.named_parameters()) | dict(model.named_buffers())
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    missing, unknown = sorted(trainable - state.keys()), sorted(state.keys() - targets.keys())
+    if missing or unknown:
+        raise ModelError(
+            f"{d / TENSORS_FILE} does not fit the plan: missing {missing[:3]}, unexpected {unknown[:3]}"
+        )
+    with torch.no_grad():
+        for name, tensor in state.items():
+            targets[name].copy_(tensor)
+    return model.eval()
+
+
+def copy_adapter(source: str | Path, out_dir: str | Path) -> Path:
+    """Copy an exported adapter directory to ``out_dir``, replacing what was there."""
+    out = Path(out_dir)
+    if out.exists():
+        shutil.rmtree(out)
+    shutil.copytree(source, out)
+    return out
+
+
+def retrain(
+    spec: StudySpec,
+    config: TrialConfig,
+    *,
+    seeds: int,
+    steps: int,
+    out_dir: str | Path | None = None,
+    on_seed: Callable[[int, dict[str, float]], None] | None = None,
+) -> list[dict[str, float]]:
+    """Train ``config`` with seeds 0..seeds-1 for ``steps`` steps; the metrics of each run.
+
+    With ``out_dir``, the first seed's adapter is saved there (``train_trial`` writes it into the
+    trial directory when the run reaches ``steps``).
+    """
+    from .run import always_continue, train_trial  # noqa: PLC0415
+
+    results: list[dict[str, float]] = []
+    for seed in range(seeds):
+        run = replace(config, hparams=replace(config.hparams, seed=seed))
+        with tempfile.TemporaryDirectory(prefix="paretune-retrain-") as tmp:
+            keep = out_dir is not None and seed == 0
+            metrics = train_trial(
+                spec, run, always_continue, max_steps=steps, trial_dir=tmp if keep else None
+            )
+            if keep:
+                adapter = Path(tmp) / "adapter"
+                if not adapter.is_dir():
+                    raise RuntimeError(
+                        "train_trial did not save the adapter of a run that reached max_steps"
+                    )
+                copy_adapter(adapter, out_dir)  # type: ignore[arg-type]
+        results.append(metrics)
+        if on_seed is not None:
+            on_seed(seed, metrics)
+    return results
+
+
+def summarize(runs: list[dict[str, float]]) -> dict[str, dict[str, Any]]:
+    """Mean, sample standard deviation (0 for one run) and values of every metric of ``runs``."""
+    names = [k for k in runs[0] if all(k in r for r in runs)] if runs else []
+    out: dict[str, dict[str, Any]] = {}
+    for name in names:
+        values = [float(r[name]) for r in runs]
+        std = statistics.stdev(values) if len(values) > 1 else 0.0
+        out[name] = {"mean": statistics.fmean(values), "std": std, "values": values}
+    return out
