@@ -132,3 +132,23 @@ space:
     metrics = train_trial(spec, config, lambda s, m: True, max_steps=150)
     assert metrics["accuracy"] >= 0.70, metrics
     assert metrics["trainable_params"] == 6 * 2 * 8 * 768 + 770
+
+
+def test_pretrained_model_loads_when_stdout_has_no_isatty(monkeypatch):
+    """Ray workers replace sys.stdout with a stream lacking isatty(); loading must not care."""
+    from paretune.trainers import models
+
+    class Tee:
+        def __init__(self, stream):
+            self.stream = stream
+
+        def write(self, text):
+            return self.stream.write(text)
+
+        def flush(self):
+            self.stream.flush()
+
+    monkeypatch.setattr(models, "_models", {})
+    monkeypatch.setattr("sys.stdout", Tee(__import__("sys").__stdout__))
+    net = models.load_model(resolve_model("minilm-l6"), 2)
+    assert sum(p.numel() for p in net.parameters()) > 20_000_000

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import copy
 import logging
+import sys
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -57,7 +60,38 @@ def tokenizer_key(source: ModelSource) -> str:
     return f"{source.tokenizer_dir}"
 
 
+class _NoTTY:
+    """A stream that answers ``isatty()``: Ray workers replace stdout with one that cannot."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def isatty(self) -> bool:
+        return False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+@contextmanager
+def _streams_with_isatty() -> Iterator[None]:
+    saved = sys.stdout, sys.stderr
+    if sys.stdout is not None and not hasattr(sys.stdout, "isatty"):
+        sys.stdout = _NoTTY(sys.stdout)
+    if sys.stderr is not None and not hasattr(sys.stderr, "isatty"):
+        sys.stderr = _NoTTY(sys.stderr)
+    try:
+        yield
+    finally:
+        sys.stdout, sys.stderr = saved
+
+
 def _build(source: ModelSource, num_labels: int, pad_token_id: int) -> nn.Module:
+    with _streams_with_isatty():
+        return _build_model(source, num_labels, pad_token_id)
+
+
+def _build_model(source: ModelSource, num_labels: int, pad_token_id: int) -> nn.Module:
     _quiet_transformers()
     from transformers import AutoConfig, AutoModelForSequenceClassification  # noqa: PLC0415
 
