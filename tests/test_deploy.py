@@ -22,7 +22,10 @@ def env_of(service: dict) -> dict:
 
 
 def published(service: dict) -> set[int]:
-    return {int(str(p).split(":")[-2] if str(p).count(":") >= 1 else p) for p in service.get("ports", [])}
+    return {
+        int(str(p).split(":")[-2] if str(p).count(":") >= 1 else p)
+        for p in service.get("ports", [])
+    }
 
 
 def test_services_ports_and_volumes():
@@ -51,8 +54,14 @@ def test_storage_and_ray_variables_match_paretune_defaults():
         env = env_of(c["services"][name])
         url = resolve_storage(env["PARETUNE_STORAGE"])
         assert url.startswith("postgresql+psycopg://")
-        user, password, host, port, db = re.match(r".*://([^:]+):([^@]+)@([^:/]+):(\d+)/(\w+)$", url).groups()
-        assert (user, password, db) == (pg["POSTGRES_USER"], pg["POSTGRES_PASSWORD"], pg["POSTGRES_DB"])
+        user, password, host, port, db = re.match(
+            r".*://([^:]+):([^@]+)@([^:/]+):(\d+)/(\w+)$", url
+        ).groups()
+        assert (user, password, db) == (
+            pg["POSTGRES_USER"],
+            pg["POSTGRES_PASSWORD"],
+            pg["POSTGRES_DB"],
+        )
         assert host == "postgres" and port == "5432"
         assert env["RAY_ADDRESS"].startswith("ray-head:")
     command = c["services"]["dashboard"]["command"]
