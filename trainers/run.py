@@ -90,7 +90,9 @@ def train_trial(
     set_threads(spec)
     model, dims, data, pad_id = build_trial_model(spec, config)
     device = device_for(spec)
-    if device.type == "cuda" and "bitfit" not in config.plan.families:  # fused Triton LoRA; adapters and PaCA dispatch by tensor device
+    if (
+        device.type == "cuda" and "bitfit" not in config.plan.families
+    ):  # fused Triton LoRA; adapters and PaCA dispatch by tensor device
         from .fused import route_through_kernels  # noqa: PLC0415
 
         route_through_kernels(model)
