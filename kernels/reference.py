@@ -6,8 +6,11 @@ The frozen weight and bias get no gradient (they are detached), as in the Triton
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
+from torch.autograd.function import once_differentiable
 
 from .philox import dropout
 
@@ -66,6 +69,48 @@ def paca_linear(
     idx: torch.Tensor,
     partial: torch.Tensor,
 ) -> torch.Tensor:
-    """``x W_eff^T + b`` where ``W_eff`` is ``weight`` with columns ``idx`` set to ``partial``."""
-    w_eff = effective_weight(weight, idx, partial)
-    return F.linear(x, w_eff, None if bias is None else bias.detach())
+    """``x W_eff^T + b`` where ``W_eff`` is ``weight`` with columns ``idx`` set to ``partial``.
+
+    The backward computes ``dX = dY W_eff`` and only the trained columns' gradient
+    ``dP = dY^T X[:, idx]``, saving only ``X[:, idx]``: the full ``dW`` that autograd through
+    ``F.linear`` would form is never computed. Under autocast the products run in its dtype.
+    """
+    dtype = None
+    if torch.is_autocast_enabled(x.device.type):
+        dtype = torch.get_autocast_dtype(x.device.type)
+    return _PacaLinear.apply(x, weight, bias, idx, partial, dtype)
+
+
+class _PacaLinear(torch.autograd.Function):
+    @staticmethod
+    def forward(
+        ctx: Any,
+        x: torch.Tensor,
+        weight: torch.Tensor,
+        bias: torch.Tensor | None,
+        idx: torch.Tensor,
+        partial: torch.Tensor,
+        dtype: torch.dtype | None,
+    ) -> torch.Tensor:
+        dt = dtype or x.dtype
+        with torch.autocast(x.device.type, enabled=False):
+            w_eff = weight.detach().index_copy(1, idx, partial.detach().to(weight.dtype)).to(dt)
+            xc = x.detach().to(dt)
+            y = F.linear(xc, w_eff, None if bias is None else bias.detach().to(dt))
+        ctx.save_for_backward(xc.index_select(-1, idx), w_eff)
+        ctx.x_dtype, ctx.partial_dtype = x.dtype, partial.dtype
+        return y
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, dy: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        xi, w_eff = ctx.saved_tensors
+        dy = dy.to(w_eff.dtype)
+        dx = None
+        if ctx.needs_input_grad[0]:
+            dx = (dy @ w_eff).to(ctx.x_dtype)
+        dp = None
+        if ctx.needs_input_grad[4]:
+            dp = dy.reshape(-1, dy.shape[-1]).t().matmul(xi.reshape(-1, xi.shape[-1]))
+            dp = dp.to(ctx.partial_dtype)
+        return dx, None, None, None, dp, None

@@ -227,6 +227,10 @@ class TrainingSpec(Strict):
     prefix_cache: bool = Field(
         True, description="reuse frozen-prefix outputs across steps and trials"
     )
+    precision: Literal["auto", "fp32", "bf16"] = Field(
+        "auto",
+        description="auto: bf16 autocast on CPUs with native bf16 (AVX512-BF16, AMX), else fp32",
+    )
     max_grad_norm: float = Field(1.0, ge=0)
     eval_batch_size: int = Field(128, ge=1)
 

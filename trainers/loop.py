@@ -22,6 +22,8 @@ from torch import nn
 
 from paretune.spaces.plan import Hyperparams
 
+from .precision import autocast
+
 Reporter = Callable[[int, dict[str, float]], bool]
 CHECKPOINT = "checkpoint.pt"
 
@@ -130,6 +132,7 @@ def evaluate(
     batch_size: int = 128,
     runner: Runner | None = None,
     split: str = "validation",
+    precision: torch.dtype | None = None,
 ) -> dict[str, float]:
     """Accuracy, macro F1 and mean cross-entropy on a split, without autograd."""
     was_training = model.training
@@ -140,7 +143,8 @@ def evaluate(
         for start in range(0, len(order), batch_size):
             idx = order[start : start + batch_size]
             batch = collate(data, idx, pad_id, device)
-            logits = forward_logits(model, runner, batch, idx, split).float()
+            with autocast(precision, device):
+                logits = forward_logits(model, runner, batch, idx, split).float()
             losses.append(F.cross_entropy(logits, batch["labels"], reduction="sum"))
             preds.append(logits.argmax(-1).cpu())
     model.train(was_training)
@@ -240,12 +244,14 @@ def train(
     max_grad_norm: float = 1.0,
     runner: Runner | None = None,
     reached: list[int] | None = None,
+    precision: torch.dtype | None = None,
 ) -> dict[str, float]:
     """Train up to ``max_steps``, evaluating at ``eval_steps`` (and at the end).
 
     With ``checkpoint_dir`` a checkpoint is written at every evaluation and, if one is there at
     the start, training continues from it (same batches, optimizer state and step counter).
     Returns the last evaluation's metrics; ``reached`` (if given) receives every evaluated step.
+    ``precision``: the autocast dtype of forward passes (None: fp32; see ``precision.py``).
     """
     device = device or torch.device("cpu")
     model.to(device)
@@ -277,7 +283,8 @@ def train(
             group["lr"] = hp.learning_rate * schedule(state.step)
         idx = stream.batch(state.step)
         batch = collate(train_set, idx, pad_id, device)
-        logits = forward_logits(model, runner, batch, idx, "train")
+        with autocast(precision, device):
+            logits = forward_logits(model, runner, batch, idx, "train")
         loss = F.cross_entropy(logits.float(), batch["labels"])
         if not torch.isfinite(loss):
             raise FloatingPointError(f"training loss is {loss.item()} at step {state.step + 1}")
@@ -292,7 +299,9 @@ def train(
         if progress:
             progress(state.step)
         if state.step in evals:
-            metrics = evaluate(model, eval_set, pad_id, num_labels, device, runner=runner)
+            metrics = evaluate(
+                model, eval_set, pad_id, num_labels, device, runner=runner, precision=precision
+            )
             metrics.update(static_metrics or {})
             metrics["train_seconds"] = state.train_seconds
             metrics["peak_memory_mb"] = memory.peak

@@ -25,6 +25,7 @@ from .data import TokenizedSplits, prepare_data
 from .injectors import apply_plan, count_requires_grad
 from .loop import Reporter, train
 from .models import load_model, load_tokenizer, tokenizer_key
+from .precision import precision_name, resolve_precision
 from .prefix import FEATURES, FrozenPrefix, supports_frozen_prefix
 
 log = logging.getLogger(__name__)
@@ -90,8 +91,9 @@ def train_trial(
     set_threads(spec)
     model, dims, data, pad_id = build_trial_model(spec, config)
     device = device_for(spec)
+    precision = resolve_precision(spec.training.precision, device)
     if (
-        device.type == "cuda" and "bitfit" not in config.plan.families
+        device.type == "cuda" and "bitfit" not in config.plan.families and precision is None
     ):  # fused Triton LoRA; adapters and PaCA dispatch by tensor device
         from .fused import route_through_kernels  # noqa: PLC0415
 
@@ -103,7 +105,9 @@ def train_trial(
     if trial_dir is not None:
         Path(trial_dir).mkdir(parents=True, exist_ok=True)
     reached: list[int] = []
-    runner = prefix_runner(spec, model, dims, config, source_key=_source_key(spec), data=data)
+    runner = prefix_runner(
+        spec, model, dims, config, source_key=_source_key(spec), data=data, precision=precision
+    )
     metrics = train(
         model,
         data.train,
@@ -121,6 +125,7 @@ def train_trial(
         max_grad_norm=spec.training.max_grad_norm,
         runner=runner,
         reached=reached,
+        precision=precision,
     )
     if trial_dir is not None and reached and reached[-1] >= max_steps:
         save_final_adapter(model, config, dims, Path(trial_dir), metrics)
@@ -139,6 +144,7 @@ def prefix_runner(
     *,
     source_key: str,
     data: TokenizedSplits,
+    precision: torch.dtype | None = None,
 ) -> FrozenPrefix | None:
     """The frozen-prefix path when the plan leaves blocks at the bottom untouched."""
     if not spec.training.frozen_prefix or not supports_frozen_prefix(dims):
@@ -148,7 +154,11 @@ def prefix_runner(
         return None
     cache = FEATURES if spec.training.prefix_cache else None
     return FrozenPrefix(
-        model, dims, k, cache=cache, cache_key=(source_key, data.key, spec.task.max_length)
+        model,
+        dims,
+        k,
+        cache=cache,
+        cache_key=(source_key, data.key, spec.task.max_length, precision_name(precision)),
     )
 
 

@@ -1,0 +1,108 @@
+"""Trial precision: bf16 autocast where native, the same training as fp32 within bf16's error."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from paretune.spaces import (
+    SpecError,
+    config_from_params,
+    dims_from_config,
+    parse_spec,
+    resolve_model,
+)
+from paretune.trainers import precision as P
+from paretune.trainers.loop import train
+from paretune.trainers.prefix import FEATURES
+from paretune.trainers.run import always_continue, build_trial_model, train_trial
+
+CPU = torch.device("cpu")
+
+SPEC = """\
+study: prec
+model: tiny-bert
+task: {{dataset: synthetic, synthetic_size: 300, max_length: 16, val_size: 100, test_size: 20}}
+training: {{precision: {precision}}}
+space:
+  {space}
+  learning_rate: 0.01
+  batch_size: 16
+  warmup_ratio: 0.0
+"""
+
+SECTIONS = {
+    "lora": "lora: {targets: [query, value], ranks: [4]}",
+    "ia3": "ia3: {mode: all}",
+    "prefix": "prefix: {length: 8}",
+    "serial_adapter": "serial_adapter: {sizes: [16]}",
+    "parallel_adapter": "parallel_adapter: {sizes: [16], scaling: 4.0}",
+    "bitfit": "bitfit: {mode: all}",
+    "paca": "paca: {targets: [query, value, output], columns: [16]}",
+}
+
+
+def spec_of(space: str, precision: str = "auto"):
+    return parse_spec(SPEC.format(space=space, precision=precision)).spec
+
+
+def test_resolve_precision(monkeypatch):
+    assert P.resolve_precision("fp32", CPU) is None
+    assert P.resolve_precision("bf16", CPU) is torch.bfloat16
+    monkeypatch.setattr(P, "cpu_has_native_bf16", lambda: True)
+    assert P.resolve_precision("auto", CPU) is torch.bfloat16
+    assert P.resolve_precision("auto", torch.device("cuda")) is None  # fused kernels are fp32
+    monkeypatch.setattr(P, "cpu_has_native_bf16", lambda: False)
+    assert P.resolve_precision("auto", CPU) is None  # emulated bf16 is slower than fp32
+    with pytest.raises(ValueError, match="allowed: auto, fp32, bf16"):
+        P.resolve_precision("fp16", CPU)
+    assert P.precision_name(torch.bfloat16) == "bf16" and P.precision_name(None) == "fp32"
+
+
+def test_an_unknown_precision_is_a_one_line_spec_error():
+    with pytest.raises(SpecError) as err:
+        spec_of(SECTIONS["lora"], precision="fp16")
+    message = str(err.value)
+    assert "\n" not in message and "training.precision" in message and "fp32" in message
+
+
+def _train(space: str, dtype: torch.dtype | None, steps: int = 8):
+    spec = spec_of(space)
+    dims = dims_from_config(resolve_model("tiny-bert").config)
+    config = config_from_params({}, spec, dims)
+    net, _, data, pad = build_trial_model(spec, config)
+    before = {n: p.detach().clone() for n, p in net.named_parameters() if p.requires_grad}
+    metrics = train(net, data.train, data.validation, config.hparams, num_labels=2, pad_id=pad,
+                    max_steps=steps, eval_steps=[], reporter=always_continue, precision=dtype)  # fmt: skip
+    return net, before, metrics
+
+
+@pytest.mark.parametrize("family", list(SECTIONS))
+def test_every_family_trains_in_bf16_like_fp32(family):
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        ref, _, ref_metrics = _train(SECTIONS[family], None)
+        net, before, metrics = _train(SECTIONS[family], torch.bfloat16)
+    finally:
+        torch.set_num_threads(threads)
+    for name, p in net.named_parameters():
+        if p.requires_grad:  # master weights stay fp32, and they moved
+            assert p.dtype == torch.float32, name
+            assert not torch.equal(before[name], p.detach()), name
+    # same data, same init: bf16 products change the loss by rounding, not by behaviour
+    assert abs(metrics["eval_loss"] - ref_metrics["eval_loss"]) < 0.05, (metrics, ref_metrics)
+    assert abs(metrics["accuracy"] - ref_metrics["accuracy"]) <= 0.05
+
+
+def test_prefix_cache_entries_are_kept_apart_by_precision(tmp_path):
+    FEATURES.clear()
+    for precision in ("fp32", "bf16"):
+        spec = spec_of("layers: [1]\n  lora: {targets: [query, value], ranks: [4]}", precision)
+        dims = dims_from_config(resolve_model("tiny-bert").config)
+        config = config_from_params({}, spec, dims)
+        metrics = train_trial(spec, config, always_continue, max_steps=3)
+        assert metrics["accuracy"] >= 0
+    used = {key[3] for key in FEATURES.keys()}
+    assert used == {"fp32", "bf16"}
+    FEATURES.clear()
