@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -101,8 +103,12 @@ def test_prefix_cache_entries_are_kept_apart_by_precision(tmp_path):
         spec = spec_of("layers: [1]\n  lora: {targets: [query, value], ranks: [4]}", precision)
         dims = dims_from_config(resolve_model("tiny-bert").config)
         config = config_from_params({}, spec, dims)
-        metrics = train_trial(spec, config, always_continue, max_steps=3)
+        out = tmp_path / precision
+        metrics = train_trial(spec, config, always_continue, max_steps=3, trial_dir=out)
         assert metrics["accuracy"] >= 0
+        # the kept adapter names the spec's model, as `paretune export` shows it
+        readme = json.loads((out / "adapter" / "paretune.json").read_text())
+        assert readme["model"] == "tiny-bert"
     used = {key[3] for key in FEATURES.keys()}
     assert used == {"fp32", "bf16"}
     FEATURES.clear()

@@ -53,3 +53,4 @@ def autocast(dtype: torch.dtype | None, device: torch.device) -> Iterator[None]:
 def precision_name(dtype: torch.dtype | None) -> str:
     """``"bf16"`` or ``"fp32"``: the name stored with a trial's metrics and cache keys."""
     return "fp32" if dtype is None else str(dtype).removeprefix("torch.").replace("bfloat", "bf")
+

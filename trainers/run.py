@@ -128,7 +128,9 @@ def train_trial(
         precision=precision,
     )
     if trial_dir is not None and reached and reached[-1] >= max_steps:
-        save_final_adapter(model, config, dims, Path(trial_dir), metrics)
+        save_final_adapter(
+            model, config, dims, Path(trial_dir), metrics, model_name=spec.model.name
+        )
     return metrics
 
 
@@ -168,13 +170,15 @@ def save_final_adapter(
     dims: ModelDims,
     trial_dir: Path,
     metrics: dict[str, float],
+    *,
+    model_name: str | None = None,
 ) -> None:
     """Keep the trained adapter of a full-fidelity trial for ``paretune export``."""
     try:
         from .export import save_adapter  # noqa: PLC0415
     except ImportError:  # export not available in this build
         return
-    save_adapter(model, config, dims, trial_dir / "adapter", metrics)
+    save_adapter(model, config, dims, trial_dir / "adapter", metrics, model_name=model_name)
 
 
 def always_continue(step: int, metrics: dict[str, Any]) -> bool:
