@@ -1,0 +1,38 @@
+"""benchmarks/trainer_speed.py runs in its quick mode and prints the table and its last line."""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+
+import trainer_speed  # noqa: E402
+
+from paretune.trainers.precision import cpu_has_native_bf16  # noqa: E402
+
+
+def test_quick_mode_prints_every_trainer_and_the_ratio(capsys):
+    threads = torch.get_num_threads()
+    try:
+        argv = ["--quick", "--steps", "6", "--plans", "lora-r8-qv-top-half", "--cpus", "1"]
+        assert trainer_speed.main(argv) == 0
+    finally:
+        torch.set_num_threads(threads)
+    out = capsys.readouterr().out.strip().splitlines()
+    rows = {
+        line.split()[1]: line.split() for line in out if line.startswith("lora-r8-qv-top-half ")
+    }
+    expected = {"paretune", "hf-trainer+peft"} | (
+        {"hf-trainer+peft-bf16"} if cpu_has_native_bf16() else set()
+    )
+    assert set(rows) == expected
+    for cells in rows.values():
+        seconds, accuracy = float(cells[2]), float(cells[4])
+        assert seconds > 0 and 0.0 <= accuracy <= 1.0
+    assert rows["hf-trainer+peft"][5] == "1.00x"  # ratios are against Trainer as configured
+    match = re.fullmatch(r"paretune_speedup_vs_hf_trainer: (\d+\.\d\d)", out[-1])
+    assert match and float(match.group(1)) > 0
