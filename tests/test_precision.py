@@ -53,7 +53,11 @@ def test_resolve_precision(monkeypatch):
     assert P.resolve_precision("bf16", CPU) is torch.bfloat16
     monkeypatch.setattr(P, "cpu_has_native_bf16", lambda: True)
     assert P.resolve_precision("auto", CPU) is torch.bfloat16
-    assert P.resolve_precision("auto", torch.device("cuda")) is None  # fused kernels are fp32
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    assert P.resolve_precision("auto", torch.device("cuda")) is torch.bfloat16
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    assert P.resolve_precision("auto", torch.device("cuda")) is None
     monkeypatch.setattr(P, "cpu_has_native_bf16", lambda: False)
     assert P.resolve_precision("auto", CPU) is None  # emulated bf16 is slower than fp32
     with pytest.raises(ValueError, match="allowed: auto, fp32, bf16"):

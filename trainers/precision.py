@@ -3,10 +3,9 @@
 Under bf16 autocast the matrix products run in bfloat16 while the trainable parameters, the
 optimizer state, layer norms, softmax and the loss stay in float32 (mixed precision). On CPUs
 with AVX512-BF16 or AMX a bf16 product is several times faster than an fp32 one; elsewhere bf16
-is emulated and slower, so ``auto`` picks it only where it is native.
-
-``auto`` stays fp32 on CUDA: the fused Triton ops of ``paretune.kernels`` are validated with
-fp32 master weights and inputs of one dtype, and autocast mixes dtypes between them.
+is emulated and slower, so ``auto`` picks it only where it is native: on CPUs with those
+instructions and on CUDA devices that support bf16 (the fused ops of ``paretune.kernels`` cast
+their inputs to the autocast dtype and accumulate in fp32).
 """
 
 from __future__ import annotations
@@ -37,6 +36,8 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype | Non
         return torch.bfloat16
     if device.type == "cpu" and cpu_has_native_bf16():
         return torch.bfloat16
+    if device.type == "cuda" and torch.cuda.is_available() and torch.cuda.is_bf16_supported():
+        return torch.bfloat16
     return None
 
 
@@ -53,4 +54,3 @@ def autocast(dtype: torch.dtype | None, device: torch.device) -> Iterator[None]:
 def precision_name(dtype: torch.dtype | None) -> str:
     """``"bf16"`` or ``"fp32"``: the name stored with a trial's metrics and cache keys."""
     return "fp32" if dtype is None else str(dtype).removeprefix("torch.").replace("bfloat", "bf")
-

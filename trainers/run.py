@@ -93,7 +93,7 @@ def train_trial(
     device = device_for(spec)
     precision = resolve_precision(spec.training.precision, device)
     if (
-        device.type == "cuda" and "bitfit" not in config.plan.families and precision is None
+        device.type == "cuda" and "bitfit" not in config.plan.families
     ):  # fused Triton LoRA; adapters and PaCA dispatch by tensor device
         from .fused import route_through_kernels  # noqa: PLC0415
 
