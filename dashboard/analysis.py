@@ -60,11 +60,22 @@ def is_feasible(constraints: Any) -> bool:
         return True
 
 
+def at_top_fidelity(steps: pd.Series, max_steps: int) -> pd.Series:
+    """True where a trial ran to ``max_steps``, or does not say (stores without ``steps``).
+
+    After ``resume --max-steps`` the trials finished at the old top stay COMPLETE but are not
+    full-fidelity results any more: they leave the front and the hypervolume."""
+    values = pd.to_numeric(steps, errors="coerce")
+    return values.isna() | (values >= max_steps) if max_steps else pd.Series(True, steps.index)
+
+
 def front_candidates(trials: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
-    """COMPLETE, feasible trials whose values in ``columns`` are all finite."""
+    """COMPLETE, feasible trials at the top fidelity whose values in ``columns`` are all finite."""
     if trials.empty:
         return trials
     ok = (trials["state"] == "COMPLETE") & trials["feasible"].astype(bool)
+    if "at_top" in trials.columns:
+        ok &= trials["at_top"].astype(bool)
     for c in columns:
         ok &= np.isfinite(
             pd.to_numeric(trials[c], errors="coerce").to_numpy(dtype=float, na_value=np.nan)

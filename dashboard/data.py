@@ -85,7 +85,7 @@ def study(url: str, name: str) -> StudyData | None:
         return build_study_data(record, empty, pd.DataFrame(), {}, None, None)
     from .spec_view import spec_view  # noqa: PLC0415
 
-    n_obj = len(spec_view(record.spec_json, record.optuna_directions).objectives)
+    n_obj = len(spec_view(record.spec_json, record.optuna_directions, record.max_steps).objectives)
     trials = queries.trials(eng, record.optuna_id, n_obj)
     params, dists = queries.params(eng, record.optuna_id)
     recorded = queries.latest_hypervolume_of(eng, record.id)

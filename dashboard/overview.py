@@ -7,7 +7,13 @@ from typing import Any
 
 import pandas as pd
 
-from .analysis import front_hypervolume, is_feasible, pareto_numbers, parse_reference
+from .analysis import (
+    at_top_fidelity,
+    front_hypervolume,
+    is_feasible,
+    pareto_numbers,
+    parse_reference,
+)
 from .queries import STATES, StudyRecord
 from .spec_view import spec_view
 
@@ -37,7 +43,7 @@ def overview_frame(
     hv = dict(zip(hv_latest["study_id"], hv_latest["value"], strict=True)) if len(hv_latest) else {}
     rows = []
     for r in records:
-        spec = spec_view(r.spec_json, r.optuna_directions)
+        spec = spec_view(r.spec_json, r.optuna_directions, r.max_steps)
         row: dict[str, Any] = {"study": r.name, "status": r.status}
         for s in STATES:
             row[s] = int(by_optuna.loc[r.optuna_id, s]) if r.optuna_id in by_optuna.index else 0
@@ -53,6 +59,8 @@ def overview_frame(
             mine["constraints"] if "constraints" in mine.columns else pd.Series([None] * len(mine))
         )
         frame["feasible"] = [is_feasible(c) for c in cons]
+        steps = mine["steps"] if "steps" in mine.columns else pd.Series([None] * len(mine))
+        frame["at_top"] = at_top_fidelity(steps.reset_index(drop=True), spec.max_steps).to_numpy()
         row["pareto_size"] = (
             len(pareto_numbers(frame, columns, spec.directions)) if len(frame) else 0
         )

@@ -33,6 +33,7 @@ TABLE_ATTRS = (
     "config_hash",
     "interrupted",
     "rejected",
+    "steps",
 )
 
 
@@ -246,9 +247,10 @@ def complete_values(engine: Engine, optuna_ids: list[int]) -> pd.DataFrame:
         )
         cons = _frame(
             conn,
-            "SELECT t.study_id AS optuna_id, t.number, a.value_json FROM trials t "
+            "SELECT t.study_id AS optuna_id, t.number, a.key, a.value_json FROM trials t "
             "JOIN trial_user_attributes a ON a.trial_id = t.trial_id "
-            "WHERE t.state = 'COMPLETE' AND a.key = 'constraints' AND t.study_id IN :ids",
+            "WHERE t.state = 'COMPLETE' AND a.key IN ('constraints', 'steps') "
+            "AND t.study_id IN :ids",
             ids=optuna_ids,
         )
     if vals.empty:
@@ -259,13 +261,15 @@ def complete_values(engine: Engine, optuna_ids: list[int]) -> pd.DataFrame:
     )
     wide.columns = [f"v{int(c)}" for c in wide.columns]
     wide = wide.reset_index()
-    if not cons.empty:
-        cons["constraints"] = cons["value_json"].map(_json)
+    for key in ("constraints", "steps"):
+        part = cons[cons["key"] == key] if not cons.empty else cons
+        if part.empty:
+            wide[key] = None
+            continue
+        part = part.assign(**{key: part["value_json"].map(_json)})
         wide = wide.merge(
-            cons[["optuna_id", "number", "constraints"]], on=["optuna_id", "number"], how="left"
+            part[["optuna_id", "number", key]], on=["optuna_id", "number"], how="left"
         )
-    else:
-        wide["constraints"] = None
     return wide
 
 

@@ -49,8 +49,14 @@ def _rungs_from_raw(search: dict[str, Any]) -> list[int]:
         return [int(max_steps)] if isinstance(max_steps, int | float) else []
 
 
-def spec_view(spec_json: str | None, optuna_directions: Sequence[str] = ()) -> SpecView:
-    """Objectives, directions, primary metric, rungs and budget of a stored spec."""
+def spec_view(
+    spec_json: str | None, optuna_directions: Sequence[str] = (), max_steps: int | None = None
+) -> SpecView:
+    """Objectives, directions, primary metric, rungs and budget of a stored spec.
+
+    ``max_steps``: the study's current top fidelity from its row (``resume --max-steps`` raises
+    it above the submitted spec's); rungs and ``max_steps`` follow it.
+    """
     fallback = [d.lower() for d in optuna_directions]
     try:
         raw = json.loads(spec_json or "{}")
@@ -58,6 +64,10 @@ def spec_view(spec_json: str | None, optuna_directions: Sequence[str] = ()) -> S
         raw = {}
     if not isinstance(raw, dict):
         raw = {}
+    if max_steps and isinstance(raw.get("search"), dict):
+        raw = {**raw, "search": {**raw["search"], "max_steps": int(max_steps)}}
+    elif max_steps and "search" not in raw and raw:
+        raw = {**raw, "search": {"max_steps": int(max_steps)}}
     try:
         spec = StudySpec.model_validate(raw)
         objectives = spec.objective_names

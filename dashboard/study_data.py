@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .analysis import front_hypervolume, pareto_numbers, parse_reference
+from .analysis import at_top_fidelity, front_hypervolume, pareto_numbers, parse_reference
 from .queries import StudyRecord
 from .spec_view import SpecView, spec_view
 
@@ -134,8 +134,10 @@ def build_study_data(
     recorded_hypervolume: float | None,
     reference_detail: Any,
 ) -> StudyData:
-    spec = spec_view(record.spec_json, record.optuna_directions)
+    spec = spec_view(record.spec_json, record.optuna_directions, record.max_steps)
     trials = name_objectives(trials_raw, spec.objectives)
+    if "steps" in trials.columns:
+        trials["at_top"] = at_top_fidelity(trials["steps"], spec.max_steps)
     data = StudyData(record, spec, trials, params, distributions)
     hparams = data.hyperparameters()
     trials["hover"] = hover_text(trials, spec.objectives, params, hparams)

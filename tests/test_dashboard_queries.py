@@ -548,3 +548,48 @@ def test_dashboard_is_one_flat_package():
         if f.endswith(".py")
     ]
     assert nested == []
+
+
+def test_a_deepened_study_fronts_only_trials_at_the_new_top(tmp_path):
+    """After ``resume --max-steps``: trials finished at the old top leave the front, the overview's
+    Pareto size and the hypervolume; the rungs follow the study row's max_steps."""
+    url = f"sqlite:///{tmp_path / 'deep.db'}"
+    build_synthetic_study(url, "deep", n_trials=30, n_steps=4, seed=5)
+    eng = db.readonly_engine(url)
+    before = _study_data({"engine": eng}, "deep")
+    old_top = before.spec.max_steps
+    front_before = set(before.front)
+    assert len(front_before) >= 2
+    complete = before.trials[before.trials["state"] == "COMPLETE"]
+    deepened = [n for n in complete["number"] if n not in front_before][:2]  # two dominated ones
+    writer = create_engine(url)
+    with writer.begin() as conn:
+        conn.execute(
+            text("UPDATE paretune_studies SET max_steps = :m WHERE name = 'deep'"),
+            {"m": 2 * old_top},
+        )
+        for tid, number in zip(complete["trial_id"], complete["number"], strict=True):
+            steps = 2 * old_top if number in deepened else old_top
+            conn.execute(
+                text(
+                    "INSERT INTO trial_user_attributes (trial_id, key, value_json) "
+                    "VALUES (:t, 'steps', :v)"
+                ),
+                {"t": int(tid), "v": json.dumps(steps)},
+            )
+    writer.dispose()
+    eng.dispose()
+    eng = db.readonly_engine(url)
+    after = _study_data({"engine": eng}, "deep")
+    assert after.spec.max_steps == 2 * old_top and after.spec.rungs[-1] == 2 * old_top
+    assert set(after.front) <= set(deepened) and after.front
+    rec = queries.find_study(eng, "deep")
+    row = overview_frame(
+        [rec],
+        queries.state_counts(eng),
+        queries.latest_hypervolume(eng).iloc[0:0],  # recompute from the trials
+        queries.complete_values(eng, [rec.optuna_id]),
+        {},
+    ).iloc[0]
+    assert row["pareto_size"] == len(after.front)
+    eng.dispose()
