@@ -90,7 +90,10 @@ def test_postgres_restart_mid_study_loses_no_result(postgres_url, ray_session, t
         deadline = time.monotonic() + 60
         while store.count_metrics(ctx.study_id) < 6 and time.monotonic() < deadline:
             time.sleep(0.1)
-        subprocess.run([*PG_CTL, "restart"], check=True, capture_output=True, timeout=60)
+        # a restart with an outage the study must feel: results keep coming every 0.25 s
+        subprocess.run([*PG_CTL, "stop"], check=True, capture_output=True, timeout=60)
+        time.sleep(1.5)
+        subprocess.run([*PG_CTL, "start"], check=True, capture_output=True, timeout=60)
         restarted.set()
 
     caplog.set_level(logging.WARNING, logger="paretune")
