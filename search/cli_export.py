@@ -177,7 +177,7 @@ def _retrain(
     config = config_from_params(
         found.params, spec, dims_from_config(source.config, spec.task.num_labels or 2)
     )
-    steps = steps or spec.search.max_steps
+    steps = steps or info.max_steps or spec.search.max_steps  # the table's: raised by --max-steps
     err.print(
         f"retraining trial {found.number} of {name}: {config.plan.summary()}, {seeds} seeds x {steps} steps"
     )

@@ -132,10 +132,18 @@ def resume(
     name: str = typer.Argument(..., help="The study to run on."),
     storage: str | None = _storage_opt(),
     add_trials: int = typer.Option(0, "--add-trials", min=0, help="Raise the budget by N trials."),
+    max_steps: int | None = typer.Option(
+        None,
+        "--max-steps",
+        min=1,
+        help="Raise the top fidelity to M steps: the Pareto trials at the old one continue from their checkpoints.",
+        show_default=False,
+    ),
     join: bool = typer.Option(False, "--join", help="Run beside a live driver of the same study."),
     address: str | None = typer.Option(None, "--address", help="Ray cluster address to run on."),
 ) -> None:
-    """Run a stored study on: retry what a dead driver left, then spend the rest of the budget."""
+    """Run a stored study on: retry what a dead driver left, then spend the rest of the budget.
+    With --max-steps M, deepen it first (iterative deepening)."""
     from . import service  # noqa: PLC0415
     from .driver import DriverOptions  # noqa: PLC0415
     from .progress import ProgressState, live_progress  # noqa: PLC0415
@@ -147,6 +155,7 @@ def resume(
             name,
             storage=url,
             add=add_trials,
+            max_steps=max_steps,
             trial_fn=_trial_fn(),
             options=DriverOptions(address=address, join=join),
             progress=state,

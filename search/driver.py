@@ -41,6 +41,7 @@ from typing import Any
 from paretune.spaces import StudySpec
 from paretune.spaces.errors import UserError
 
+from .deepening import continue_front
 from .progress import ProgressState
 from .recovery import make_retry_callback
 from .searcher import (
@@ -372,7 +373,7 @@ def _fit(
     directory.mkdir(parents=True, exist_ok=True)
     scheduler = trial_scheduler(ctx, DecisionLog(ctx.store, ctx.study_id))
     tuner = tune.Tuner(
-        make_trainable(spec, trial_fn),
+        make_trainable(spec, trial_fn, artifacts_dir=str(directory)),
         tune_config=tune.TuneConfig(
             search_alg=make_ray_searcher(core),
             scheduler=scheduler,
@@ -443,6 +444,7 @@ def run_study(
             if any(recovered.values()):
                 store.log_event(ctx.study_id, "resumed", recovered)
                 log.info("study %s: recovered %s", name, recovered)
+            continue_front(ctx)  # after `resume --max-steps`: the old front goes on to max_steps
         budget = core.budget()
         if budget.can_ask:
             with (

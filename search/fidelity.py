@@ -29,6 +29,10 @@ How a searcher uses it::
 
 ``sample`` is the define-by-run function that draws a configuration from an Optuna trial (for
 paretune: ``lambda t: spaces.sample_config(t, spec, dims)``).
+
+A suggestion depends only on the observations, the seed, the rung and the number the real trial
+will get: the model's sampler is seeded afresh for every ask. So a searcher rebuilt from the store
+(a resume) proposes what an uninterrupted one would have, once the same results are in.
 """
 
 from __future__ import annotations
@@ -50,6 +54,8 @@ log = logging.getLogger(__name__)
 SamplerFidelity = Literal["full", "highest-rung"]
 SAMPLER_FIDELITIES: tuple[str, ...] = ("full", "highest-rung")
 History = Iterable[tuple[int, int, Mapping[str, float]]]
+Constraints = Callable[[Mapping[str, float]], Sequence[float] | None]
+CONSTRAINTS_ATTR = "constraints"
 
 
 def rung_at(rungs: Sequence[int], step: float) -> int | None:
@@ -82,8 +88,10 @@ class FidelityAwareAsker:
     """Suggests configurations from a sampler fitted on the highest rung with enough observations.
 
     ``rungs`` are the fidelities (``spec.search.rungs()``); ``objectives`` and ``directions`` those
-    of the study. ``mode="full"`` uses only the top rung. Deterministic for a given ``seed`` and
-    the same sequence of calls.
+    of the study. ``mode="full"`` uses only the top rung. ``constraints`` maps a result's metrics
+    to measured-constraint violations (<= 0 feasible; None: no constraint), which the model's
+    sampler then respects as the study's does. Deterministic for a given ``seed`` and the same
+    sequence of calls.
     """
 
     rungs: Sequence[int]
@@ -94,6 +102,7 @@ class FidelityAwareAsker:
     mode: SamplerFidelity = "highest-rung"
     n_startup_trials: int = 10
     min_observations: int | None = None
+    constraints: Constraints | None = None
     _studies: list[Any] = field(init=False, repr=False)
     _pending: dict[Hashable, _Pending] = field(init=False, repr=False)
     _seen: dict[Hashable, set[int]] = field(init=False, repr=False)
@@ -107,21 +116,16 @@ class FidelityAwareAsker:
             )
         self.rungs = [int(r) for r in self.rungs]
         self._studies = [
-            optuna.create_study(
-                directions=list(self.directions),
-                sampler=make_sampler(
-                    self.sampler,
-                    seed=self.seed + 7919 * (k + 1),
-                    n_startup_trials=self.n_startup_trials,
-                ),
-            )
+            optuna.create_study(directions=list(self.directions), sampler=self._sampler(k, 0))
             for k in range(len(self.rungs))
         ]
         self._pending = {}
         self._seen = {}
 
     @classmethod
-    def from_spec(cls, spec: Any, *, n_startup_trials: int = 10) -> FidelityAwareAsker:
+    def from_spec(
+        cls, spec: Any, *, n_startup_trials: int = 10, constraints: Constraints | None = None
+    ) -> FidelityAwareAsker:
         """The asker a :class:`~paretune.spaces.StudySpec` asks for."""
         s = spec.search
         return cls(
@@ -132,6 +136,16 @@ class FidelityAwareAsker:
             seed=s.seed,
             mode=s.sampler_fidelity,
             n_startup_trials=n_startup_trials,
+            constraints=constraints,
+        )
+
+    def _sampler(self, rung: int, number: int) -> Any:
+        """The model sampler of ``rung`` for the real trial ``number``, seeded by both."""
+        return make_sampler(
+            self.sampler,
+            seed=(self.seed + 7919 * (rung + 1) + 104_729 * number) % 2**32,
+            n_startup_trials=self.n_startup_trials,
+            constraints_func=_model_constraints if self.constraints is not None else None,
         )
 
     # -- which rung the model learns from ------------------------------------------------------
@@ -178,11 +192,18 @@ class FidelityAwareAsker:
 
     # -- asking ------------------------------------------------------------------------------
 
-    def suggest(self, sample: Callable[[Any], object]) -> tuple[int, Any]:
-        """Ask the model study of :meth:`model_rung`: returns (rung index, its model trial)."""
+    def suggest(self, sample: Callable[[Any], object], number: int = 0) -> tuple[int, Any]:
+        """Ask the model study of :meth:`model_rung` for the real trial ``number``: returns
+        (rung index, its model trial). The sampler is seeded by the seed, the rung and ``number``."""
         k = self.model_rung()
-        model_trial = self._studies[k].ask()
-        sample(model_trial)
+        study = self._studies[k]
+        study.sampler = self._sampler(k, number)
+        model_trial = study.ask()
+        try:
+            sample(model_trial)
+        except BaseException:
+            study.tell(model_trial, state=_fail_state())
+            raise
         return k, model_trial
 
     def ask(self, study: optuna.Study, sample: Callable[[Any], object]) -> optuna.Trial:
@@ -195,9 +216,10 @@ class FidelityAwareAsker:
         """
         import optuna  # noqa: PLC0415
 
-        if study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,)):
+        trials = study.get_trials(deepcopy=False)
+        if any(t.state == optuna.trial.TrialState.WAITING for t in trials):
             return study.ask()
-        k, model_trial = self.suggest(sample)
+        k, model_trial = self.suggest(sample, len(trials))  # len(trials): the number it will get
         params = dict(model_trial.params)
         study.enqueue_trial(params)
         trial = study.ask()
@@ -229,15 +251,22 @@ class FidelityAwareAsker:
         if k in seen:
             return
         seen.add(k)
+        attrs: dict[str, Any] = {}
+        if self.constraints is not None:
+            violations = self.constraints(values)
+            if violations is not None:
+                attrs[CONSTRAINTS_ATTR] = [float(v) for v in violations]
         pending = self._pending.get(key)
         study = self._studies[k]
         if pending is not None and pending.rung == k:
             del self._pending[key]
             if pending.params == dict(trial.params):
+                for name, value in attrs.items():
+                    pending.trial.set_user_attr(name, value)
                 study.tell(pending.trial, vals)
                 return
             study.tell(pending.trial, state=_fail_state())
-        self._add(study, dict(trial.params), dict(trial.distributions), vals)
+        self._add(study, dict(trial.params), dict(trial.distributions), vals, attrs)
 
     def finish(self, number: Hashable) -> None:
         """The trial ended; a model trial still waiting for its rung is withdrawn (FAIL)."""
@@ -259,13 +288,30 @@ class FidelityAwareAsker:
 
     @staticmethod
     def _add(
-        study: Any, params: dict[str, Any], distributions: dict[str, Any], values: list[float]
+        study: Any,
+        params: dict[str, Any],
+        distributions: dict[str, Any],
+        values: list[float],
+        user_attrs: dict[str, Any],
     ) -> None:
         import optuna  # noqa: PLC0415
 
+        # added trials skip the sampler's after_trial: store the violations where Optuna reads them
+        system_attrs = {"constraints": tuple(user_attrs[CONSTRAINTS_ATTR])} if user_attrs else None
         study.add_trial(
-            optuna.trial.create_trial(params=params, distributions=distributions, values=values)
+            optuna.trial.create_trial(
+                params=params,
+                distributions=distributions,
+                values=values,
+                user_attrs=user_attrs,
+                system_attrs=system_attrs,
+            )
         )
+
+
+def _model_constraints(trial: Any) -> list[float]:
+    """Optuna ``constraints_func`` of the model studies: the violations stored on an observation."""
+    return [float(v) for v in trial.user_attrs.get(CONSTRAINTS_ATTR, [0.0])]
 
 
 def _fail_state() -> Any:

@@ -2,7 +2,8 @@
 
 Only COMPLETE (full-fidelity), feasible trials make the front: a trial is infeasible when its
 ``constraints`` user attribute (measured constraint violations, Optuna's convention) holds a value
-above 0.
+above 0. After ``resume --max-steps`` full fidelity is the new ``max_steps``: trials completed at
+the old one (user attribute ``steps`` below it) no longer count.
 
 The reference point bounds the hypervolume. It comes from ``search.reference_point`` for the
 objectives the spec names there; every other objective gets a derived value:
@@ -40,22 +41,41 @@ def is_feasible(trial: Any) -> bool:
     return all(float(v) <= 0.0 for v in violations)
 
 
-def complete_feasible(trials: Sequence[Any]) -> list[Any]:
-    """COMPLETE trials with all values finite and no violated constraint, in trial order."""
+def trial_steps(trial: Any) -> int | None:
+    """The steps a finished trial trained to (user attribute ``steps``; None when not recorded)."""
+    steps = trial.user_attrs.get("steps")
+    return int(steps) if isinstance(steps, int | float) and not isinstance(steps, bool) else None
+
+
+def at_fidelity(trial: Any, max_steps: int | None) -> bool:
+    """False for a trial that completed below ``max_steps`` (before the study was deepened)."""
+    steps = trial_steps(trial)
+    return max_steps is None or steps is None or steps >= max_steps
+
+
+def complete_feasible(trials: Sequence[Any], max_steps: int | None = None) -> list[Any]:
+    """COMPLETE trials with all values finite and no violated constraint, in trial order.
+
+    With ``max_steps``, only those trained to it: after ``resume --max-steps`` the trials completed
+    at the old top fidelity stay in the store but leave the front.
+    """
     from optuna.trial import TrialState  # noqa: PLC0415
 
     out = []
     for t in trials:
         if t.state != TrialState.COMPLETE or not t.values or not is_feasible(t):
             continue
-        if all(math.isfinite(v) for v in t.values):
+        if all(math.isfinite(v) for v in t.values) and at_fidelity(t, max_steps):
             out.append(t)
     return out
 
 
-def pareto_trials(trials: Sequence[Any], directions: Sequence[str]) -> list[Any]:
-    """The non-dominated COMPLETE feasible trials (ties all kept), in trial order."""
-    candidates = complete_feasible(trials)
+def pareto_trials(
+    trials: Sequence[Any], directions: Sequence[str], max_steps: int | None = None
+) -> list[Any]:
+    """The non-dominated COMPLETE feasible trials (ties all kept), in trial order; with
+    ``max_steps`` only among those trained to it."""
+    candidates = complete_feasible(trials, max_steps)
     points = [to_min_form(t.values, directions) for t in candidates]
     return [candidates[i] for i in sorted(pareto_indices(points))]
 
@@ -107,6 +127,7 @@ class HypervolumeRecorder:
         self.given = dict(spec.search.reference_point or {})
         self.primary = spec.primary_metric
         self.max_params = max_params
+        self.max_steps = int(spec.search.max_steps)
         self._point: dict[str, float] | None = None
 
     def reference(self, trials: Sequence[Any]) -> dict[str, float] | None:
@@ -141,7 +162,7 @@ class HypervolumeRecorder:
         if point is None:
             return None
         reference = to_min_form([point[n] for n in self.objectives], self.directions)
-        front = pareto_trials(trials, self.directions)
+        front = pareto_trials(trials, self.directions, self.max_steps)
         volume = hypervolume([to_min_form(t.values, self.directions) for t in front], reference)
         from optuna.trial import TrialState  # noqa: PLC0415
 

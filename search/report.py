@@ -21,7 +21,7 @@ from typing import Any
 from rich.table import Table
 
 from .driver import driver_is_live
-from .hypervolume import pareto_trials
+from .hypervolume import at_fidelity, pareto_trials
 from .progress import format_value
 from .searcher import count_budget
 from .store import StudyInfo, StudyStore
@@ -73,7 +73,7 @@ def study_row(store: StudyStore, info: StudyInfo) -> dict[str, Any]:
         "budget": info.n_trials,
         "used": budget.used,
         "trials": {k: states[k] for k in sorted(states)},
-        "pareto_size": len(pareto_trials(trials, directions)),
+        "pareto_size": len(pareto_trials(trials, directions, info.max_steps or None)),
         "hypervolume": history[-1]["value"] if history else None,
         "objectives": names,
         "driver_host": info.driver_host if driver_is_live(info) else None,
@@ -109,6 +109,10 @@ def trial_rows(store: StudyStore, name: str) -> list[dict[str, Any]]:
         ]
         if "retry_of" in t.user_attrs:
             flags.append(f"retry of #{t.user_attrs['retry_of']}")
+        if "continues" in t.user_attrs:
+            flags.append(f"continues #{t.user_attrs['continues']}")
+        if t.state.name == "COMPLETE" and not at_fidelity(t, info.max_steps or None):
+            flags.append("below max_steps")  # completed before the study was deepened
         rows.append(
             {
                 "trial": t.number,
@@ -124,7 +128,8 @@ def trial_rows(store: StudyStore, name: str) -> list[dict[str, Any]]:
 
 
 def pareto_rows(store: StudyStore, name: str) -> list[dict[str, Any]]:
-    """The non-dominated COMPLETE feasible trials, with values, parameters, plan and summary."""
+    """The non-dominated COMPLETE feasible trials at the study's max_steps, with values,
+    parameters, plan and summary."""
     info = store.get_study(name)
     names, directions = _objectives(info)
     return [
@@ -136,7 +141,7 @@ def pareto_rows(store: StudyStore, name: str) -> list[dict[str, Any]]:
             "hparams": t.user_attrs.get("hparams"),
             "summary": t.user_attrs.get("summary"),
         }
-        for t in pareto_trials(_trials(store, name), directions)
+        for t in pareto_trials(_trials(store, name), directions, info.max_steps or None)
     ]
 
 

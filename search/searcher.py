@@ -5,9 +5,11 @@
 
 Trial life cycle (Optuna states):
 
-- ask: the study proposes a configuration (an enqueued retry first); ``spaces`` samples it into a
-  plan. A plan over ``constraints.max_trainable_params`` is never trained: it is told FAIL with
-  user attribute ``rejected`` and an event ``rejected``, and the next one is asked.
+- ask: an enqueued retry first; otherwise the rung model of ``search.sampler_fidelity``
+  (:class:`~paretune.search.fidelity.FidelityAwareAsker`, rebuilt from the store on start)
+  proposes a configuration and enqueues it; ``spaces`` samples it into a plan. A plan over
+  ``constraints.max_trainable_params`` is never trained: it is told FAIL with user attribute
+  ``rejected`` and an event ``rejected``, and the next one is asked.
 - every reported result: its metrics go to the store at their step, at once. The primary metric
   becomes an Optuna intermediate value when the trial ends (Optuna refuses them after that), for
   every trial except a PRUNED one of a multi-objective study under TPE: Optuna's TPE ranks pruned
@@ -50,6 +52,8 @@ from paretune.spaces import (
 from paretune.spaces.catalogue import METRIC_NAMES
 
 from .ask_lock import ask_lock
+from .deepening import resume_attrs, resume_config
+from .fidelity import FidelityAwareAsker
 from .hypervolume import HypervolumeRecorder, pareto_trials
 from .progress import ProgressState
 from .store import StudyInfo, StudyStore
@@ -219,6 +223,8 @@ class LiveTrial:
     seen: bool = False
     ray_error: bool = False  # Ray reported an error; its text follows through on_ray_error
     trial_dir: str | None = None
+    params: dict[str, Any] = field(default_factory=dict)  # what the fidelity models learn from
+    distributions: dict[str, Any] = field(default_factory=dict)
 
 
 class SearchCore:
@@ -244,6 +250,7 @@ class SearchCore:
         self._lock = threading.RLock()
         trials = self.trials()
         self._rejections = trailing_rejections(trials)
+        self.asker = self._make_asker(trials)
         self._refresh_progress(trials)
 
     # -- reading ----------------------------------------------------------------------------
@@ -256,6 +263,30 @@ class SearchCore:
         return count_budget(self.trials() if trials is None else trials, info.n_trials)
 
     # -- ask --------------------------------------------------------------------------------
+
+    def _make_asker(self, trials: Sequence[Any]) -> FidelityAwareAsker:
+        """The rung models of ``search.sampler_fidelity``, refilled from every stored result."""
+        from .driver import rung_history  # noqa: PLC0415  (the driver imports this module)
+
+        measured = constraint_violations(self.spec, {}) is not None  # as the study's sampler
+        asker = FidelityAwareAsker.from_spec(
+            self.spec,
+            constraints=functools.partial(constraint_violations, self.spec) if measured else None,
+        )
+        params = {
+            t.number: float(t.user_attrs["trainable_params"])
+            for t in trials
+            if "trainable_params" in t.user_attrs
+        }
+        history = [
+            (n, step, {"trainable_params": params[n], **m} if n in params else m)
+            for n, step, m in rung_history(self.store, self.ctx.study_id)
+        ]
+        asker.rebuild(history, trials)
+        return asker
+
+    def _sample(self, trial: Any) -> Any:
+        return sample_config(trial, self.spec, self.ctx.dims)
 
     @_store_failure_is_fatal
     def next_trial(self) -> dict[str, Any] | str | None:
@@ -271,9 +302,9 @@ class SearchCore:
                 if not self.budget().can_ask:
                     self.finished = True
                     return FINISHED
-                trial = self.study.ask()
+                trial = self.asker.ask(self.study, self._sample)  # a retry, or a rung model's pick
                 try:
-                    config = sample_config(trial, self.spec, self.ctx.dims)
+                    config = self._sample(trial)  # the enqueued parameters: the model's config
                 except Exception:  # do not leave a RUNNING trial behind for resume to retry
                     self._fail_unsampled(trial)
                     raise
@@ -294,7 +325,12 @@ class SearchCore:
                     continue
                 self._rejections = 0
                 self.live[trial.number] = LiveTrial(
-                    trial.number, trial._trial_id, config_hash, n_params
+                    trial.number,
+                    trial._trial_id,
+                    config_hash,
+                    n_params,
+                    params=dict(trial.params),
+                    distributions=dict(trial.distributions),
                 )
                 self._refresh_progress()
                 return {
@@ -302,6 +338,7 @@ class SearchCore:
                     "config": config.to_dict(),
                     "trainable_params": n_params,
                     "config_hash": config_hash,
+                    **resume_config(trial),  # a continuation or retry starts from a checkpoint
                 }
 
     def _fail_unsampled(self, trial: Any) -> None:
@@ -311,6 +348,7 @@ class SearchCore:
 
         tb = traceback.format_exc()
         trial.set_user_attr("traceback", tb)
+        self.asker.finish(trial.number)
         self.study.tell(trial, state=TrialState.FAIL)
         self.store.log_event(
             self.ctx.study_id,
@@ -324,6 +362,7 @@ class SearchCore:
         from optuna.trial import TrialState  # noqa: PLC0415
 
         trial.set_user_attr("rejected", True)
+        self.asker.finish(trial.number)
         self.study.tell(trial, state=TrialState.FAIL)
         self.store.log_event(
             self.ctx.study_id,
@@ -394,6 +433,15 @@ class SearchCore:
             self.store.record_metrics(self.ctx.study_id, number, step, metrics)
             live.last_step = step
             live.metrics[step] = metrics
+            self._observe(live, step, metrics)
+
+    def _observe(self, live: LiveTrial, step: int, metrics: dict[str, float]) -> None:
+        """A result at a rung teaches that rung's model (``search.sampler_fidelity``)."""
+        if not live.params:  # a live trial this core did not ask: read its parameters once
+            frozen = self.study._storage.get_trial(live.trial_id)
+            live.params, live.distributions = dict(frozen.params), dict(frozen.distributions)
+        values = {"trainable_params": float(live.trainable_params), **metrics}
+        self.asker.observe(live, step, values)
 
     @_store_failure_is_fatal
     def on_end(
@@ -459,6 +507,7 @@ class SearchCore:
 
     def _pop(self, live: LiveTrial) -> None:
         self.live.pop(live.number, None)
+        self.asker.finish(live.number)
 
     def _curve(self, live: LiveTrial) -> dict[int, float]:
         primary = self.spec.primary_metric
@@ -575,7 +624,7 @@ class SearchCore:
             return
         trials = self.trials() if trials is None else trials
         budget = self.budget(trials)
-        front = pareto_trials(trials, self.spec.directions)
+        front = pareto_trials(trials, self.spec.directions, self.max_steps)
         if hypervolume is None:
             history = self.store.hypervolume_history(self.ctx.study_id)
             hypervolume = history[-1]["value"] if history else None
@@ -634,7 +683,9 @@ def requeue_interrupted(
     """Queue again, with the same parameters, every interrupted trial that has no retry yet.
 
     A configuration (config hash) is retried at most ``max_retries`` times; past that its last
-    interrupted trial stays FAIL and counts against the budget. Returns the requeued numbers.
+    interrupted trial stays FAIL and counts against the budget. A retry starts from the
+    interrupted trial's last checkpoint (:func:`paretune.search.deepening.resume_attrs`).
+    Returns the requeued numbers.
     """
     from optuna.trial import TrialState  # noqa: PLC0415
 
@@ -662,7 +713,8 @@ def requeue_interrupted(
                     study_id, "retry_limit", {"retries": done, "max_retries": max_retries}, t.number
                 )
             continue
-        study.enqueue_trial(dict(t.params), user_attrs={"retry_of": t.number, "config_hash": key})
+        attrs = {"retry_of": t.number, "config_hash": key, **resume_attrs(t)}
+        study.enqueue_trial(dict(t.params), user_attrs=attrs)  # from its last checkpoint
         retries[key] = done + 1
         store.log_event(
             study_id, "requeued", {"retry": done + 1, "max_retries": max_retries}, t.number

@@ -24,6 +24,7 @@ from paretune.spaces import (
 from paretune.spaces.catalogue import OBJECTIVES
 from paretune.spaces.errors import SpecError, UserError
 
+from .deepening import check_max_steps, raise_max_steps, with_max_steps
 from .driver import (
     STOP_REQUESTED,
     DriverOptions,
@@ -124,13 +125,19 @@ def _optuna_names(store: StudyStore) -> set[str]:
 
 
 def stored_spec(store: StudyStore, name: str) -> StudySpec:
-    """The spec a study was submitted with, exactly as stored."""
+    """The spec a study was submitted with, at the top fidelity of the studies table.
+
+    ``resume --max-steps`` raises ``max_steps`` in the table only (like ``--add-trials`` the
+    budget), so the stored spec and its hash stay those that were submitted.
+    """
     info = store.get_study(name)
     spec = StudySpec.model_validate_json(info.spec_json)
     if spec.spec_hash() != info.spec_hash:
         log.warning(
             "study %s: the stored spec hashes differently under this paretune version", name
         )
+    if info.max_steps and info.max_steps != spec.search.max_steps:
+        spec = with_max_steps(spec, info.max_steps)
     return spec
 
 
@@ -247,20 +254,40 @@ def resume(
     *,
     storage: str | None = None,
     add: int = 0,
+    max_steps: int | None = None,
     trial_fn: TrialFn | str | None = None,
     options: DriverOptions | None = None,
     progress: ProgressState | None = None,
 ) -> RunOutcome:
-    """Run a stored study on: end what a dead driver left, queue retries, spend the rest of the budget."""
+    """Run a stored study on: end what a dead driver left, queue retries, spend the rest of the budget.
+
+    ``max_steps`` raises the top fidelity first; the trials on the front at the old one continue
+    from their checkpoints (:mod:`paretune.search.deepening`).
+    """
     store = open_store(storage_url(storage), create=False)
     try:
         info = store.get_study(name)
         options = options or DriverOptions()
         if not options.join and driver_is_live(info, options.stale_after_s):
             raise busy_error(info, options.stale_after_s)  # before touching the budget
+        if max_steps is not None:  # checked before anything changes
+            if driver_is_live(info, options.stale_after_s):
+                raise UserError(
+                    f"study {name!r} is running on {info.driver_host}; --max-steps needs it "
+                    f"stopped (`paretune stop {name}`)"
+                )
+            check_max_steps(info, stored_spec(store, name), max_steps)
+        if add < 0:
+            raise UserError(f"--add-trials must be >= 0, got {add}")
+        if max_steps is not None:
+            raise_max_steps(store, info, stored_spec(store, name), max_steps)
         add_trials(store, name, add)
         ctx = open_context(store, name)
-        store.log_event(ctx.study_id, "resume_requested", {"add_trials": add, "join": options.join})
+        store.log_event(
+            ctx.study_id,
+            "resume_requested",
+            {"add_trials": add, "join": options.join, "max_steps": max_steps},
+        )
         return run_study(ctx, trial_fn=trial_fn, options=options, progress=progress)
     finally:
         store.dispose()

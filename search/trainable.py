@@ -15,19 +15,26 @@ function that raises does not crash the Ray trial: its traceback travels in one 
 raises :class:`NonFiniteMetricError` in the reporter: the trial stops at once and fails. Past
 ``search.trial_timeout_s`` the reporter marks the result (:data:`TIMEOUT_KEY`) and asks the trial
 to stop; the searcher ends it FAIL with reason ``timeout`` (and kills one that stops reporting).
+``trial_dir`` is ``<run dir>/trials/trial-<number>-<ray id>`` (:func:`artifact_trial_dir`): the
+trial function writes its checkpoints and adapter there. A config with :data:`RESUME_KEY` starts
+from that checkpoint, copied into ``trial_dir`` first (:func:`seed_checkpoint`).
 """
 
 from __future__ import annotations
 
 import importlib
+import logging
 import math
 import os
+import shutil
 import time
 import traceback
 from collections.abc import Callable
 from typing import Any
 
 from paretune.spaces import SearchSpec, StudySpec, TrialConfig
+
+log = logging.getLogger(__name__)
 
 TrialFn = Callable[..., Any]
 DEFAULT_TRIAL_FN = "paretune.trainers:train_trial"
@@ -61,6 +68,10 @@ RESERVED = frozenset(
 )
 STEP_KEY = "step"
 TRIAL_KEY = "trial_number"
+# A checkpoint the trial starts from (a continuation's parent, an interrupted trial's last one):
+# copied into the trial's own directory before training, never written to.
+RESUME_KEY = "resume_checkpoint"
+CHECKPOINT_FILE = "checkpoint.pt"  # paretune.trainers.loop.CHECKPOINT (search never imports torch)
 
 
 def eval_steps(search: SearchSpec) -> list[int]:
@@ -70,6 +81,39 @@ def eval_steps(search: SearchSpec) -> list[int]:
         steps.update(range(search.eval_every, search.max_steps + 1, search.eval_every))
     steps.add(search.max_steps)
     return sorted(s for s in steps if 0 < s <= search.max_steps)
+
+
+def seed_checkpoint(source: str | None, trial_dir: str | None) -> bool:
+    """Copy ``source`` to ``trial_dir/checkpoint.pt`` unless the trial has a checkpoint of its own
+    (a Ray restart of the same trial). True when the trial now starts from ``source``."""
+    if not source or not trial_dir:
+        return False
+    target = os.path.join(trial_dir, CHECKPOINT_FILE)
+    if os.path.exists(target):
+        return False
+    if not os.path.isfile(source):
+        log.warning("checkpoint %s is not here: the trial trains from step 0", source)
+        return False
+    os.makedirs(trial_dir, exist_ok=True)
+    tmp = target + ".copy"
+    shutil.copyfile(source, tmp)
+    os.replace(tmp, target)  # never a half-copied checkpoint
+    return True
+
+
+def artifact_trial_dir(artifacts_dir: str | None, ray_dir: str | None) -> str | None:
+    """``<artifacts_dir>/trials/<Ray's trial dir name>``: checkpoints and the adapter stay with the
+    study (Ray's own trial dir lives in its session directory under /tmp). Ray's dir when the
+    artifact directory cannot be made here."""
+    if not artifacts_dir or not ray_dir:
+        return ray_dir
+    path = os.path.join(artifacts_dir, "trials", os.path.basename(ray_dir.rstrip("/")))
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as e:
+        log.warning("cannot use %s (%s): trial files go to %s", path, e, ray_dir)
+        return ray_dir
+    return path
 
 
 def load_trial_fn(fn: TrialFn | str | None) -> TrialFn:
@@ -133,6 +177,7 @@ def run_trial(
     max_steps: int,
     eval_steps: list[int],
     timeout_s: float | None = None,
+    artifacts_dir: str | None = None,
 ) -> None:
     """The Ray Tune function trainable (see the module docstring)."""
     from ray import tune  # noqa: PLC0415
@@ -175,6 +220,8 @@ def run_trial(
             trial_dir = os.path.abspath(tune.get_context().get_trial_dir())
         except Exception:  # outside a Tune session (direct calls in tests)
             trial_dir = None
+        trial_dir = artifact_trial_dir(artifacts_dir, trial_dir)
+        seed_checkpoint(config.get(RESUME_KEY), trial_dir)
         fn(
             spec,
             trial_config,
@@ -191,9 +238,14 @@ def run_trial(
 
 
 def make_trainable(
-    spec: StudySpec, trial_fn: TrialFn | str | None, *, spec_json: str | None = None
+    spec: StudySpec,
+    trial_fn: TrialFn | str | None,
+    *,
+    spec_json: str | None = None,
+    artifacts_dir: str | None = None,
 ) -> Any:
-    """``run_trial`` bound to this study, with the spec's per-trial resources."""
+    """``run_trial`` bound to this study, with the spec's per-trial resources; trial files go
+    under ``artifacts_dir`` (the study's run directory) when given."""
     from ray import tune  # noqa: PLC0415
 
     bound = tune.with_parameters(
@@ -203,6 +255,7 @@ def make_trainable(
         max_steps=spec.search.max_steps,
         eval_steps=eval_steps(spec.search),
         timeout_s=spec.search.trial_timeout_s,
+        artifacts_dir=artifacts_dir,
     )
     resources = {"cpu": spec.resources.cpus, "gpu": spec.resources.gpus}
     return tune.with_resources(bound, resources)

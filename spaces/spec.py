@@ -181,7 +181,11 @@ class SearchSpec(Strict):
     max_concurrent: int = Field(1, ge=1)
     sampler: Literal["tpe", "nsga2", "gp", "random"] = "tpe"
     scheduler: Literal["mo-hyperband", "mo-asha", "none"] = "mo-hyperband"
-    sampler_fidelity: Literal["full", "highest-rung"] = "full"
+    sampler_fidelity: Literal["full", "highest-rung"] = Field(
+        "highest-rung",
+        description="results the sampler learns from: the highest rung with enough of them, or "
+        "only max_steps (docs/search.md)",
+    )
     min_steps: int = Field(25, ge=1)
     max_steps: int = Field(150, ge=1)
     eta: int = Field(3, ge=2)
@@ -197,11 +201,6 @@ class SearchSpec(Strict):
 
     @model_validator(mode="after")
     def _steps(self) -> SearchSpec:
-        if self.sampler_fidelity == "highest-rung":
-            raise ValueError(
-                "sampler_fidelity: highest-rung is measured in benchmarks/search_efficiency.py "
-                "but the service does not use it yet; use full"
-            )
         if self.min_steps > self.max_steps:
             raise ValueError(
                 f"min_steps ({self.min_steps}) must not exceed max_steps ({self.max_steps})"
