@@ -120,9 +120,7 @@ def continue_front(ctx: StudyContext) -> list[int]:
     max_steps = spec.search.max_steps
     trials = study.get_trials(deepcopy=False)
     top = old_top(trials, max_steps)
-    if top is None:
-        return []
-    parents = continuation_candidates(trials, spec.directions, top)
+    parents = [] if top is None else continuation_candidates(trials, spec.directions, top)
     for parent in parents:
         ckpt = checkpoint_of(parent)
         found = ckpt is not None and os.path.exists(ckpt)
@@ -148,15 +146,35 @@ def continue_front(ctx: StudyContext) -> list[int]:
                 ctx.name,
                 ckpt,
             )
-    if parents:  # continuations do not use up the budget of new trials
-        info = store.get_study(ctx.name)
-        store.update_study(ctx.name, n_trials=info.n_trials + len(parents))
-        store.log_event(
-            ctx.study_id,
-            "budget_raised",
-            {"from": info.n_trials, "to": info.n_trials + len(parents), "why": "continuations"},
-        )
+    settle_budget(ctx, study.get_trials(deepcopy=False))
     return [p.number for p in parents]
+
+
+def settle_budget(ctx: StudyContext, trials: Sequence[Any]) -> int:
+    """Raise ``n_trials`` by the continuations not yet paid for; returns the raise.
+
+    Continuations do not use up the budget of new trials. What is owed is counted from the store
+    (parents with a continuation, less the earlier ``budget_raised`` events for continuations), so
+    a driver that died between queueing continuations and raising the budget is made good on the
+    next resume, and a second call raises nothing."""
+    store = ctx.store
+    parents = {int(t.user_attrs[CONTINUES]) for t in trials if CONTINUES in t.user_attrs}
+    paid = 0
+    for event in store.events(ctx.study_id, kinds=["budget_raised"]):
+        detail = event.get("detail") or {}
+        if isinstance(detail, dict) and detail.get("why") == "continuations":
+            paid += int(detail.get("to", 0)) - int(detail.get("from", 0))
+    owed = len(parents) - paid
+    if owed <= 0:
+        return 0
+    info = store.get_study(ctx.name)
+    store.update_study(ctx.name, n_trials=info.n_trials + owed)
+    store.log_event(
+        ctx.study_id,
+        "budget_raised",
+        {"from": info.n_trials, "to": info.n_trials + owed, "why": "continuations"},
+    )
+    return owed
 
 
 def _waiting_child(study: Any, parent: int) -> int | None:

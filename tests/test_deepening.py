@@ -258,6 +258,31 @@ def test_deepening_queues_continuations_that_start_from_a_copy_of_the_checkpoint
         store.dispose()
 
 
+def test_a_driver_dying_before_the_budget_raise_is_made_good_on_resume(tmp_path, monkeypatch):
+    url = f"sqlite:///{tmp_path / 'deep.db'}"
+    finished_study(url, tmp_path / "runs")
+    store = open_store(url)
+    try:
+        info = store.get_study("deep")
+        deepening.raise_max_steps(store, info, service.stored_spec(store, "deep"), 16)
+        ctx = service.open_context(store, "deep")
+
+        def die(*args, **kwargs):
+            raise KeyboardInterrupt("driver killed")
+
+        with monkeypatch.context() as m:  # the continuation is queued, then the driver dies
+            m.setattr(deepening, "settle_budget", die)
+            with pytest.raises(KeyboardInterrupt):
+                deepening.continue_front(ctx)
+        assert store.get_study("deep").n_trials == 3
+        assert deepening.continue_front(ctx) == []  # the next resume queues nothing new ...
+        assert store.get_study("deep").n_trials == 4  # ... but pays for the continuation
+        assert deepening.continue_front(ctx) == []
+        assert store.get_study("deep").n_trials == 4  # and only once
+    finally:
+        store.dispose()
+
+
 # -- interrupted trials continue too ---------------------------------------------------------
 
 
