@@ -677,6 +677,14 @@ def mark_interrupted(
     store.log_event(study_id, "interrupted", {"reason": reason, "step": step}, trial_number=number)
 
 
+def retry_key(trial: Any) -> str:
+    """What ``max_retries`` counts retries of: the configuration, and for a continuation
+    (``resume --max-steps``) also its parent, so a continuation has retries of its own."""
+    key = str(trial.user_attrs.get("config_hash", ""))
+    parent = trial.user_attrs.get("continues")
+    return key if parent is None else f"{key}@continues:{parent}"
+
+
 def requeue_interrupted(
     study: Any, store: StudyStore, study_id: int, max_retries: int
 ) -> list[int]:
@@ -694,7 +702,7 @@ def requeue_interrupted(
     retries: dict[str, int] = {}
     for t in trials:
         if "retry_of" in t.user_attrs:
-            key = t.user_attrs.get("config_hash", "")
+            key = retry_key(t)
             retries[key] = retries.get(key, 0) + 1
     limited = {e["trial_number"] for e in store.events(study_id, kinds=["retry_limit"])}
     out = []
@@ -705,7 +713,7 @@ def requeue_interrupted(
             or t.number in replaced
         ):
             continue
-        key = t.user_attrs.get("config_hash", "")
+        key = retry_key(t)
         done = retries.get(key, 0)
         if done >= max_retries:
             if t.number not in limited:
@@ -713,7 +721,11 @@ def requeue_interrupted(
                     study_id, "retry_limit", {"retries": done, "max_retries": max_retries}, t.number
                 )
             continue
-        attrs = {"retry_of": t.number, "config_hash": key, **resume_attrs(t)}
+        attrs = {
+            "retry_of": t.number,
+            "config_hash": t.user_attrs.get("config_hash", ""),
+            **resume_attrs(t),
+        }
         study.enqueue_trial(dict(t.params), user_attrs=attrs)  # from its last checkpoint
         retries[key] = done + 1
         store.log_event(

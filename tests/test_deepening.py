@@ -314,6 +314,42 @@ def test_a_retry_of_an_interrupted_trial_starts_from_its_last_checkpoint(tmp_pat
         store.dispose()
 
 
+def test_a_continuation_has_retries_of_its_own(tmp_path):
+    """The parent's configuration used up max_retries (2) before; its continuation, interrupted,
+    is still retried, from the checkpoint it started from."""
+    import optuna
+
+    url = f"sqlite:///{tmp_path / 'deep.db'}"
+    finished_study(url, tmp_path / "runs")
+    store = open_store(url)
+    try:
+        info = store.get_study("deep")
+        deepening.raise_max_steps(store, info, service.stored_spec(store, "deep"), 16)
+        ctx = service.open_context(store, "deep")
+        assert deepening.continue_front(ctx) == [1]
+        parent = ctx.study.trials[1]
+        for _ in range(2):  # two earlier retries of the parent's configuration
+            ctx.study.add_trial(
+                optuna.trial.create_trial(
+                    state=optuna.trial.TrialState.FAIL,
+                    params=parent.params,
+                    distributions=parent.distributions,
+                    user_attrs={"retry_of": 0, "config_hash": parent.user_attrs["config_hash"]},
+                )
+            )
+        core = SearchCore(ctx, driver_id="test")
+        child = core.next_trial()
+        assert core.trials()[child[TRIAL_KEY]].user_attrs["continues"] == 1
+        assert core.interrupt_live("driver died") == [child[TRIAL_KEY]]
+        retry = core.next_trial()
+        t = core.trials()[retry[TRIAL_KEY]]
+        assert t.user_attrs["retry_of"] == child[TRIAL_KEY] and t.user_attrs["continues"] == 1
+        assert retry[RESUME_KEY] == child[RESUME_KEY]
+        assert not store.events(ctx.study_id, kinds=["retry_limit"])
+    finally:
+        store.dispose()
+
+
 def test_seed_checkpoint_copies_once_and_never_overwrites(tmp_path):
     source = tmp_path / "parent" / CHECKPOINT_FILE
     source.parent.mkdir()
