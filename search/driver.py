@@ -42,6 +42,7 @@ from paretune.spaces import StudySpec
 from paretune.spaces.errors import UserError
 
 from .deepening import continue_front
+from .fidelity import History
 from .progress import ProgressState
 from .recovery import make_retry_callback
 from .searcher import (
@@ -50,6 +51,7 @@ from .searcher import (
     make_error_callback,
     make_ray_searcher,
     recover_orphans,
+    rung_history,
 )
 from .store import StudyStore, utcnow
 from .trainable import TRIAL_KEY, TrialFn, make_trainable
@@ -212,16 +214,14 @@ class DecisionLog:
         return {"store": None, "study_id": self.study_id}
 
 
-def rung_history(store: StudyStore, study_id: int) -> list[tuple[int, int, dict[str, float]]]:
-    """Every stored result as (trial_number, step, {metric: value}), in trial and step order."""
-    grouped: dict[tuple[int, int], dict[str, float]] = {}
-    for row in store.metrics(study_id):
-        grouped.setdefault((row["trial_number"], row["step"]), {})[row["name"]] = row["value"]
-    return [(n, s, m) for (n, s), m in sorted(grouped.items())]
+def trial_scheduler(
+    ctx: StudyContext,
+    on_decision: Callable[[dict[str, Any]], None],
+    history: History | None = None,
+) -> Any:
+    """The spec's scheduler from ``paretune.search.schedulers``; FIFO for ``none`` or until it exists.
 
-
-def trial_scheduler(ctx: StudyContext, on_decision: Callable[[dict[str, Any]], None]) -> Any:
-    """The spec's scheduler from ``paretune.search.schedulers``; FIFO for ``none`` or until it exists."""
+    ``history``: the stored results its rungs are rebuilt from (read from the store when None)."""
     from ray.tune.schedulers import FIFOScheduler  # noqa: PLC0415
 
     if ctx.spec.search.scheduler == "none":
@@ -241,7 +241,9 @@ def trial_scheduler(ctx: StudyContext, on_decision: Callable[[dict[str, Any]], N
             {"wanted": ctx.spec.search.scheduler, "used": "fifo"},
         )
         return FIFOScheduler()
-    return make_trial_scheduler(ctx.spec, on_decision, rung_history(ctx.store, ctx.study_id))
+    if history is None:
+        history = rung_history(ctx.store, ctx.study_id)
+    return make_trial_scheduler(ctx.spec, on_decision, history)
 
 
 # -- stopping ----------------------------------------------------------------------------------
@@ -371,7 +373,8 @@ def _fit(
     spec = ctx.spec
     directory = run_dir(spec, options.run_dir)
     directory.mkdir(parents=True, exist_ok=True)
-    scheduler = trial_scheduler(ctx, DecisionLog(ctx.store, ctx.study_id))
+    history, core.start_history = core.start_history, None  # read once, when the core started
+    scheduler = trial_scheduler(ctx, DecisionLog(ctx.store, ctx.study_id), history)
     tuner = tune.Tuner(
         make_trainable(spec, trial_fn, artifacts_dir=str(directory)),
         tune_config=tune.TuneConfig(

@@ -53,7 +53,7 @@ from paretune.spaces.catalogue import METRIC_NAMES
 
 from .ask_lock import ask_lock
 from .deepening import resume_attrs, resume_config
-from .fidelity import FidelityAwareAsker
+from .fidelity import FidelityAwareAsker, History
 from .hypervolume import HypervolumeRecorder, pareto_trials
 from .progress import ProgressState
 from .store import StudyInfo, StudyStore
@@ -113,6 +113,14 @@ class Budget:
     @property
     def can_ask(self) -> bool:
         return self.waiting > 0 or self.remaining > 0
+
+
+def rung_history(store: StudyStore, study_id: int) -> list[tuple[int, int, dict[str, float]]]:
+    """Every stored result as (trial_number, step, {metric: value}), in trial and step order."""
+    grouped: dict[tuple[int, int], dict[str, float]] = {}
+    for row in store.metrics(study_id):
+        grouped.setdefault((row["trial_number"], row["step"]), {})[row["name"]] = row["value"]
+    return [(n, s, m) for (n, s), m in sorted(grouped.items())]
 
 
 def requeued_numbers(trials: Sequence[Any]) -> set[int]:
@@ -250,7 +258,9 @@ class SearchCore:
         self._lock = threading.RLock()
         trials = self.trials()
         self._rejections = trailing_rejections(trials)
-        self.asker = self._make_asker(trials)
+        # the stored results, read once: the rung models here, the scheduler's rungs in the driver
+        self.start_history: History | None = rung_history(ctx.store, ctx.study_id)
+        self.asker = self._make_asker(trials, self.start_history)
         self._refresh_progress(trials)
 
     # -- reading ----------------------------------------------------------------------------
@@ -264,10 +274,8 @@ class SearchCore:
 
     # -- ask --------------------------------------------------------------------------------
 
-    def _make_asker(self, trials: Sequence[Any]) -> FidelityAwareAsker:
+    def _make_asker(self, trials: Sequence[Any], stored: History) -> FidelityAwareAsker:
         """The rung models of ``search.sampler_fidelity``, refilled from every stored result."""
-        from .driver import rung_history  # noqa: PLC0415  (the driver imports this module)
-
         measured = constraint_violations(self.spec, {}) is not None  # as the study's sampler
         asker = FidelityAwareAsker.from_spec(
             self.spec,
@@ -280,7 +288,7 @@ class SearchCore:
         }
         history = [
             (n, step, {"trainable_params": params[n], **m} if n in params else m)
-            for n, step, m in rung_history(self.store, self.ctx.study_id)
+            for n, step, m in stored
         ]
         asker.rebuild(history, trials)
         return asker
