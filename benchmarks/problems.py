@@ -26,6 +26,7 @@ Both normalise the hypervolume so that the true front scores 1.
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -36,7 +37,7 @@ from paretune.search.pareto import hypervolume, pareto_indices, to_min_form
 
 
 @dataclass(frozen=True)
-class Problem:
+class Problem(ABC):
     """What every test problem shares: fidelities, objectives and the hypervolume box."""
 
     name: str = ""
@@ -55,28 +56,30 @@ class Problem:
 
     # the box the hypervolume is measured in, minimisation form
     @property
-    def ideal(self) -> list[float]:
-        raise NotImplementedError
+    @abstractmethod
+    def ideal(self) -> list[float]: ...
 
     @property
-    def reference(self) -> list[float]:
-        raise NotImplementedError
+    @abstractmethod
+    def reference(self) -> list[float]: ...
 
-    def sample(self, trial: Any) -> dict[str, Any]:
-        raise NotImplementedError
+    @abstractmethod
+    def sample(self, trial: Any) -> dict[str, Any]: ...
 
+    @abstractmethod
     def observe(
         self, params: dict[str, Any], step: int, rng: np.random.Generator
-    ) -> dict[str, float]:
-        raise NotImplementedError
+    ) -> dict[str, float]: ...
 
+    @abstractmethod
     def true_values(self, params: dict[str, Any], step: int | None = None) -> dict[str, float]:
         """Noise-free values at ``step`` (default ``max_steps``)."""
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     def true_front(self) -> list[list[float]]:
         """The true Pareto front, minimisation form."""
-        raise NotImplementedError
+        ...
 
     def min_form(self, values: dict[str, float]) -> list[float]:
         return to_min_form([values[o] for o in self.objectives], self.directions)

@@ -55,13 +55,6 @@ def bottleneck_adapter(
     return h + scaling * F.linear(activation_fn(activation, z), w_up, b_up)
 
 
-def effective_weight(
-    weight: torch.Tensor, idx: torch.Tensor, partial: torch.Tensor
-) -> torch.Tensor:
-    """``weight`` with columns ``idx`` replaced by ``partial`` (differentiable in ``partial``)."""
-    return weight.detach().index_copy(1, idx, partial.to(weight.dtype))
-
-
 def paca_linear(
     x: torch.Tensor,
     weight: torch.Tensor,

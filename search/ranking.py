@@ -27,6 +27,7 @@ Example::
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
@@ -128,11 +129,11 @@ def epsilon_net_order(scaled: np.ndarray, members: np.ndarray) -> list[int]:
     return [int(members[i]) for i in taken]
 
 
-class _Ranking:
+class _Ranking(ABC):
     """``position`` from ``order``; a strategy overrides it when it knows a cheaper way."""
 
-    def order(self, points: np.ndarray) -> list[int]:
-        raise NotImplementedError
+    @abstractmethod
+    def order(self, points: np.ndarray) -> list[int]: ...
 
     def position(self, points: np.ndarray, index: int) -> int:
         return self.order(points).index(index)

@@ -34,6 +34,7 @@ from __future__ import annotations
 import logging
 import math
 import random
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import Any, Literal
 
@@ -58,7 +59,7 @@ def _sort_key(key: Hashable) -> tuple[str, Any]:
     return (type(key).__name__, key)
 
 
-class SchedulerCore:
+class SchedulerCore(ABC):
     """The plain-Python decision logic a :class:`ParetoTrialScheduler` wraps.
 
     Holds the rungs, the objectives with their directions and the decision callback (never
@@ -94,11 +95,12 @@ class SchedulerCore:
                 self.on_decision(decision)
         return action
 
+    @abstractmethod
     def evaluate(
         self, trial_key: Hashable, step: float, values: Mapping[str, float]
     ) -> tuple[Action, Decision | None]:
         """The action for a result, and the decision to log when the result was at a rung."""
-        raise NotImplementedError
+        ...
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
@@ -112,8 +114,8 @@ class SchedulerCore:
             n += self._record(key, step, metrics) is not None
         log.info("scheduler rungs rebuilt from %d stored results", n)
 
-    def _record(self, key: Hashable, step: float, values: Mapping[str, float]) -> Any:
-        raise NotImplementedError
+    @abstractmethod
+    def _record(self, key: Hashable, step: float, values: Mapping[str, float]) -> Any: ...
 
 
 class MOSuccessiveHalving(SchedulerCore):
