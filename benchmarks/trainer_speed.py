@@ -8,9 +8,9 @@ speed ratio against ``transformers.Trainer``.
     python benchmarks/trainer_speed.py            # 100 steps, 3 rounds
     python benchmarks/trainer_speed.py --quick    # under 2 minutes
 
-paretune runs with its defaults (frozen-prefix path and its cache on, ``precision: auto``, which
-is bf16 autocast on CPUs with native bf16); ``paretune-nocache`` is the same with the cache off,
-so the cache's share shows; ``paretune-fp32`` is the defaults with ``precision: fp32``;
+paretune runs with its defaults (frozen-prefix path and its cache on, ``precision: auto``:
+bf16 autocast where the CPU multiplies bf16 faster than fp32); ``paretune-nocache`` is the same
+with the cache off, so the cache's share shows; ``paretune-fp32`` is the defaults with ``precision: fp32``;
 ``paretune-warm`` times a second trial of the same plan in the same process, as in a study where
 a worker runs trial after trial: the frozen prefix's outputs come from the cache the first
 trial filled (trials of a study share the data order, so they meet the same examples).

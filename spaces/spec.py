@@ -228,7 +228,7 @@ class TrainingSpec(Strict):
     )
     precision: Literal["auto", "fp32", "bf16"] = Field(
         "auto",
-        description="auto: bf16 autocast on CPUs with native bf16 (AVX512-BF16, AMX), else fp32",
+        description="auto: bf16 autocast where the device multiplies bf16 faster than fp32, else fp32",
     )
     max_grad_norm: float = Field(1.0, ge=0)
     eval_batch_size: int = Field(128, ge=1)

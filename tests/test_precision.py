@@ -52,7 +52,12 @@ def test_resolve_precision(monkeypatch):
     assert P.resolve_precision("fp32", CPU) is None
     assert P.resolve_precision("bf16", CPU) is torch.bfloat16
     monkeypatch.setattr(P, "cpu_has_native_bf16", lambda: True)
+    monkeypatch.setattr(P, "cpu_bf16_speedup", lambda: 4.0)
     assert P.resolve_precision("auto", CPU) is torch.bfloat16
+    # native instructions that multiply bf16 slower than fp32 (seen on a virtual Xeon): fp32
+    monkeypatch.setattr(P, "cpu_bf16_speedup", lambda: 0.58)
+    assert P.resolve_precision("auto", CPU) is None
+    monkeypatch.setattr(P, "cpu_bf16_speedup", lambda: 4.0)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
     assert P.resolve_precision("auto", torch.device("cuda")) is torch.bfloat16
@@ -63,6 +68,16 @@ def test_resolve_precision(monkeypatch):
     with pytest.raises(ValueError, match="allowed: auto, fp32, bf16"):
         P.resolve_precision("fp16", CPU)
     assert P.precision_name(torch.bfloat16) == "bf16" and P.precision_name(None) == "fp32"
+
+
+def test_the_bf16_probe_measures_once_per_thread_count():
+    P._cpu_bf16_speedup.cache_clear()
+    first = P.cpu_bf16_speedup()
+    assert 0.01 < first < 100  # a ratio of two measured times, not a constant
+    assert P.cpu_bf16_speedup() == first  # cached: the decision does not flip within a process
+    assert P._cpu_bf16_speedup.cache_info().misses == 1
+    # the decision on this machine follows the measurement
+    assert P.cpu_prefers_bf16() == (P.cpu_has_native_bf16() and first >= P.BF16_MIN_SPEEDUP)
 
 
 def test_an_unknown_precision_is_a_one_line_spec_error():

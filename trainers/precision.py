@@ -1,16 +1,21 @@
-"""Arithmetic precision of a trial: fp32, or bf16 autocast where the hardware computes bf16 natively.
+"""Arithmetic precision of a trial: fp32, or bf16 autocast where the hardware computes bf16 faster.
 
 Under bf16 autocast the matrix products run in bfloat16 while the trainable parameters, the
 optimizer state, layer norms, softmax and the loss stay in float32 (mixed precision). On CPUs
-with AVX512-BF16 or AMX a bf16 product is several times faster than an fp32 one; elsewhere bf16
-is emulated and slower, so ``auto`` picks it only where it is native: on CPUs with those
-instructions and on CUDA devices that support bf16 (the fused ops of ``paretune.kernels`` cast
-their inputs to the autocast dtype and accumulate in fp32).
+with AVX512-BF16 or AMX a bf16 product is often several times faster than an fp32 one, but not
+always: some (virtual) Xeons report AVX512-BF16 and multiply bf16 at half the fp32 speed, and
+without those instructions bf16 is emulated and slower still. So ``auto`` picks bf16 on a CPU only
+where the instructions exist *and* a short probe (two matrix products of a transformer layer's
+shape, timed once per process and thread count) shows bf16 clearly faster; on CUDA it picks bf16
+where the device supports it (the fused ops of ``paretune.kernels`` cast their inputs to the
+autocast dtype and accumulate in fp32).
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
+import time
 from collections.abc import Iterator
 from typing import Literal
 
@@ -26,6 +31,41 @@ def cpu_has_native_bf16() -> bool:
     return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in probes)
 
 
+# bf16 must beat fp32 by this factor in the probe: the probe's own noise stays well inside it.
+BF16_MIN_SPEEDUP = 1.25
+
+
+@functools.cache
+def _cpu_bf16_speedup(threads: int) -> float:
+    m, k, n = 1024, 384, 1536  # a MiniLM-sized feed-forward product over 32 x 32 tokens
+    times: dict[torch.dtype, list[float]] = {torch.float32: [], torch.bfloat16: []}
+    gen = torch.Generator().manual_seed(0)
+    operands = {
+        dt: (torch.randn(m, k, generator=gen).to(dt), torch.randn(n, k, generator=gen).to(dt))
+        for dt in times
+    }
+    with torch.inference_mode():
+        for rep in range(7):
+            for dt, (a, b) in operands.items():  # alternate, so drift hits both alike
+                start = time.perf_counter()
+                torch.matmul(a, b.t())
+                if rep >= 2:  # the first products pay for kernel selection and JIT
+                    times[dt].append(time.perf_counter() - start)
+    fp32, bf16 = (sorted(times[dt])[len(times[dt]) // 2] for dt in times)
+    return fp32 / max(bf16, 1e-9)
+
+
+def cpu_bf16_speedup() -> float:
+    """How many times faster a bf16 matrix product is than fp32 here (measured once per process
+    and thread count, about 0.1 s)."""
+    return _cpu_bf16_speedup(torch.get_num_threads())
+
+
+def cpu_prefers_bf16() -> bool:
+    """bf16 autocast pays on this CPU: native bf16 instructions and a measured speed-up."""
+    return cpu_has_native_bf16() and cpu_bf16_speedup() >= BF16_MIN_SPEEDUP
+
+
 def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
     """The autocast dtype a trial uses on ``device``: ``torch.bfloat16``, or None for fp32."""
     if precision not in PRECISIONS:
@@ -34,7 +74,7 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype | Non
         return None
     if precision == "bf16":
         return torch.bfloat16
-    if device.type == "cpu" and cpu_has_native_bf16():
+    if device.type == "cpu" and cpu_prefers_bf16():
         return torch.bfloat16
     if device.type == "cuda" and torch.cuda.is_available() and torch.cuda.is_bf16_supported():
         return torch.bfloat16
