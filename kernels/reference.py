@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
 
+from . import fast_dropout
 from .philox import dropout
 
 
@@ -25,10 +26,23 @@ def lora_linear(
     dropout_p: float = 0.0,
     seed: int = 0,
     training: bool = True,
+    masks: str = "philox",
 ) -> torch.Tensor:
-    """``x W^T + b + scaling * (dropout(x) A^T) B^T`` with W and b frozen."""
+    """``x W^T + b + scaling * (dropout(x) A^T) B^T`` with W and b frozen.
+
+    ``masks="philox"``: the dropout mask the Triton kernels draw for ``seed``, bit for bit;
+    ``"fast"``: a mask of the same law drawn with ``fast_dropout`` (also a function of ``seed``),
+    50x cheaper on a CPU, where Philox in tensor operations costs about 60 operations an element.
+    """
     base = F.linear(x, weight.detach(), None if bias is None else bias.detach())
-    x_in = dropout(x, dropout_p, seed) if training and dropout_p > 0.0 else x
+    x_in = x
+    if training and dropout_p > 0.0:
+        if masks == "fast":
+            x_in = fast_dropout.seeded_dropout(x, dropout_p, seed)
+        elif masks == "philox":
+            x_in = dropout(x, dropout_p, seed)
+        else:
+            raise ValueError(f"masks must be 'philox' or 'fast', got {masks!r}")
     return base + scaling * F.linear(F.linear(x_in, lora_a), lora_b)
 
 

@@ -7,6 +7,7 @@ may stop the run; checkpoints at evaluations let a trial continue later from whe
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import random
@@ -22,6 +23,7 @@ from torch import nn
 
 from paretune.spaces.plan import Hyperparams
 
+from .cpu_dropout import fast_cpu_dropout
 from .precision import autocast
 
 Reporter = Callable[[int, dict[str, float]], bool]
@@ -277,42 +279,43 @@ def train(
     memory = PeakMemory(device)
     metrics: dict[str, float] = {}
     model.train()
-    while state.step < max_steps:
-        started = time.perf_counter()
-        for group in optimizer.param_groups:
-            group["lr"] = hp.learning_rate * schedule(state.step)
-        idx = stream.batch(state.step)
-        batch = collate(train_set, idx, pad_id, device)
-        with autocast(precision, device):
-            logits = forward_logits(model, runner, batch, idx, "train")
-        loss = F.cross_entropy(logits.float(), batch["labels"])
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"training loss is {loss.item()} at step {state.step + 1}")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if max_grad_norm:
-            torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
-        optimizer.step()
-        state.step += 1
-        state.train_seconds += time.perf_counter() - started
-        memory.sample()
-        if progress:
-            progress(state.step)
-        if state.step in evals:
-            metrics = evaluate(
-                model, eval_set, pad_id, num_labels, device, runner=runner, precision=precision
-            )
-            metrics.update(static_metrics or {})
-            metrics["train_seconds"] = state.train_seconds
-            metrics["peak_memory_mb"] = memory.peak
-            metrics["train_loss"] = float(loss.detach())
-            bad = [k for k, v in metrics.items() if not math.isfinite(v)]
-            if bad:  # never checkpoint or report a diverged model
-                raise FloatingPointError(f"{bad[0]} is {metrics[bad[0]]} at step {state.step}")
-            if ckpt is not None:
-                save_checkpoint(ckpt, model, optimizer, state)
-            if reached is not None:
-                reached.append(state.step)
-            if not reporter(state.step, dict(metrics)):
-                break
+    with fast_cpu_dropout(model) if device.type == "cpu" else contextlib.nullcontext():
+        while state.step < max_steps:
+            started = time.perf_counter()
+            for group in optimizer.param_groups:
+                group["lr"] = hp.learning_rate * schedule(state.step)
+            idx = stream.batch(state.step)
+            batch = collate(train_set, idx, pad_id, device)
+            with autocast(precision, device):
+                logits = forward_logits(model, runner, batch, idx, "train")
+            loss = F.cross_entropy(logits.float(), batch["labels"])
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"training loss is {loss.item()} at step {state.step + 1}")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if max_grad_norm:
+                torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
+            optimizer.step()
+            state.step += 1
+            state.train_seconds += time.perf_counter() - started
+            memory.sample()
+            if progress:
+                progress(state.step)
+            if state.step in evals:
+                metrics = evaluate(
+                    model, eval_set, pad_id, num_labels, device, runner=runner, precision=precision
+                )
+                metrics.update(static_metrics or {})
+                metrics["train_seconds"] = state.train_seconds
+                metrics["peak_memory_mb"] = memory.peak
+                metrics["train_loss"] = float(loss.detach())
+                bad = [k for k, v in metrics.items() if not math.isfinite(v)]
+                if bad:  # never checkpoint or report a diverged model
+                    raise FloatingPointError(f"{bad[0]} is {metrics[bad[0]]} at step {state.step}")
+                if ckpt is not None:
+                    save_checkpoint(ckpt, model, optimizer, state)
+                if reached is not None:
+                    reached.append(state.step)
+                if not reporter(state.step, dict(metrics)):
+                    break
     return metrics

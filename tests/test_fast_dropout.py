@@ -1,0 +1,139 @@
+"""CPU dropout with cheap masks: its law, its gradient, and its use while a model trains."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+from transformers import BertConfig, BertForSequenceClassification
+
+from paretune.kernels import fast_dropout
+from paretune.kernels.reference import lora_linear
+from paretune.trainers import cpu_dropout
+from paretune.trainers.cpu_dropout import ATTENTION_NAME, FastDropout, fast_cpu_dropout
+
+
+@pytest.mark.parametrize("p", [0.1, 0.5, 0.9])
+def test_the_mask_keeps_each_element_with_probability_one_minus_p(p: float) -> None:
+    torch.manual_seed(0)
+    keep = fast_dropout.keep_mask((1000, 1000), p)
+    assert keep.dtype == torch.bool and keep.shape == (1000, 1000)
+    # 1e6 draws: the standard error of the rate is under 5e-4
+    assert abs(keep.float().mean().item() - (1 - p)) < 3e-3
+    # neighbours (the four 16-bit slices of one random word) are not correlated
+    a, b = keep.flatten()[0::4].float(), keep.flatten()[1::4].float()
+    assert abs(((a - a.mean()) * (b - b.mean())).mean().item()) < 2e-3
+    assert fast_dropout.quantised_p(p) == pytest.approx(p, abs=1 / 65536)
+
+
+def test_dropout_preserves_the_mean_and_its_gradient_is_the_mask() -> None:
+    torch.manual_seed(1)
+    x = torch.rand(512, 512) + 0.5  # no zeros, so the output's zeros are the dropped elements
+    x.requires_grad_(True)
+    y = fast_dropout.dropout(x, 0.3)
+    kept = y != 0
+    scale = 1 / (1 - fast_dropout.quantised_p(0.3))
+    torch.testing.assert_close(y[kept], x.detach()[kept] * scale)
+    assert y.detach().sum() / x.detach().sum() == pytest.approx(1.0, abs=0.01)
+    g = torch.randn_like(x)
+    y.backward(g)
+    torch.testing.assert_close(x.grad, g * kept * scale)
+
+
+def test_seeded_masks_are_a_function_of_the_seed() -> None:
+    x = torch.ones(64, 64)
+    a, b = fast_dropout.seeded_dropout(x, 0.5, 7), fast_dropout.seeded_dropout(x, 0.5, 7)
+    assert torch.equal(a, b)
+    assert not torch.equal(a, fast_dropout.seeded_dropout(x, 0.5, 8))
+    assert fast_dropout.dropout(x, 0.0) is x
+    with pytest.raises(ValueError, match=r"\[0, 1\)"):
+        fast_dropout.dropout(x, 1.0)
+
+
+def test_lora_reference_mask_choice() -> None:
+    g = torch.Generator().manual_seed(0)
+    x, w = torch.randn(40, 16, generator=g), torch.randn(8, 16, generator=g)
+    a, b = torch.randn(4, 16, generator=g), torch.randn(8, 4, generator=g)
+    none = lora_linear(x, w, None, a, b, 1.0, dropout_p=0.0)
+    fast = lora_linear(x, w, None, a, b, 1.0, dropout_p=0.5, seed=3, masks="fast")
+    philox = lora_linear(x, w, None, a, b, 1.0, dropout_p=0.5, seed=3, masks="philox")
+    assert not torch.equal(fast, none) and not torch.equal(fast, philox)
+    torch.testing.assert_close(fast, lora_linear(x, w, None, a, b, 1.0, 0.5, 3, masks="fast"))
+    with pytest.raises(ValueError, match="masks must be"):
+        lora_linear(x, w, None, a, b, 1.0, dropout_p=0.5, seed=3, masks="mt")
+
+
+def tiny_bert(dropout: float) -> nn.Module:
+    config = BertConfig(
+        vocab_size=100,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=64,
+        max_position_embeddings=32,
+        num_labels=2,
+        hidden_dropout_prob=dropout,
+        attention_probs_dropout_prob=dropout,
+        attn_implementation="sdpa",
+    )
+    torch.manual_seed(0)
+    return BertForSequenceClassification(config)
+
+
+def padded_batch() -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(2)
+    ids = torch.randint(1, 100, (3, 10), generator=g)
+    mask = torch.ones_like(ids)
+    mask[1, 6:] = 0  # padding, so the attention mask matters
+    mask[2, 3:] = 0
+    return {"input_ids": ids, "attention_mask": mask}
+
+
+def test_training_forward_draws_no_bernoulli_masks() -> None:
+    model = tiny_bert(0.1).train()
+    with fast_cpu_dropout(model):
+        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+            model(**padded_batch()).logits.sum().backward()
+    names = {e.key for e in prof.key_averages()}
+    assert "aten::bernoulli_" not in names
+    assert "aten::random_" in names  # the masks were drawn, the fast way
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        model(**padded_batch())
+    assert "aten::bernoulli_" in {e.key for e in prof.key_averages()}  # restored on exit
+
+
+def test_the_attention_math_path_equals_sdpa(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With the masks made all-ones, the training path computes exactly what sdpa computes."""
+    model = tiny_bert(0.1).train()
+    for layer in model.bert.encoder.layer:
+        layer.output.dropout.p = 0.0
+        layer.attention.output.dropout.p = 0.0
+    model.bert.embeddings.dropout.p = 0.0
+    model.dropout.p = 0.0  # hidden dropout off; attention dropout stays 0.1
+    used = []
+
+    def no_drop(x: torch.Tensor, p: float, **_: object) -> torch.Tensor:
+        used.append(p)
+        return x
+
+    monkeypatch.setattr(cpu_dropout.fast_dropout, "dropout", no_drop)
+    with fast_cpu_dropout(model):
+        got = model(**padded_batch()).logits
+    assert used == [0.1, 0.1]  # both layers took the math path
+    model.eval()  # sdpa without dropout: the reference
+    want = model(**padded_batch()).logits
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+
+
+def test_the_swap_is_undone_and_changes_no_names_or_eval_outputs() -> None:
+    model = tiny_bert(0.1)
+    names = list(model.state_dict())
+    model.eval()
+    before = model(**padded_batch()).logits
+    with fast_cpu_dropout(model):
+        assert model.config._attn_implementation == ATTENTION_NAME
+        assert any(type(m) is FastDropout for m in model.modules())
+        assert list(model.state_dict()) == names
+        torch.testing.assert_close(model(**padded_batch()).logits, before)
+    assert model.config._attn_implementation == "sdpa"
+    assert not any(type(m) is FastDropout for m in model.modules())
