@@ -36,3 +36,26 @@ def test_quick_mode_prints_every_trainer_and_the_ratio(capsys):
     assert rows["hf-trainer+peft"][5] == "1.00x"  # ratios are against Trainer as configured
     match = re.fullmatch(r"paretune_speedup_vs_hf_trainer: (\d+\.\d\d)", out[-1])
     assert match and float(match.group(1)) > 0
+
+
+def test_paca_vs_lora_compares_equal_parameter_counts_step_by_step(capsys):
+    import paca_vs_lora  # noqa: PLC0415
+
+    threads = torch.get_num_threads()
+    try:
+        assert paca_vs_lora.main(["--quick", "--pairs", "3", "--cpus", "1"]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    out = capsys.readouterr().out.strip().splitlines()
+    counts = re.findall(r"(lora|paca) (\d[\d,]*\d)", out[0])
+    assert len(counts) == 2 and counts[0][1] == counts[1][1]  # equal trainable parameters
+    assert re.search(r"PaCA faster in \d of 3 pairs", "\n".join(out))
+    match = re.fullmatch(r"paca_step_speedup_vs_lora: (\d+\.\d{3})", out[-1])
+    assert match and float(match.group(1)) > 0
+
+
+def test_median_interval_brackets_the_median():
+    import paca_vs_lora  # noqa: PLC0415
+
+    lo, hi = paca_vs_lora.median_interval([float(v) for v in range(1, 201)])
+    assert lo < 100.5 < hi and hi - lo < 30  # about 1.96 sqrt(200) order statistics wide

@@ -228,6 +228,67 @@ def load_checkpoint(path: Path, model: nn.Module, optimizer: Any) -> TrainState:
     return TrainState(step=int(data["step"]), train_seconds=float(data["train_seconds"]))
 
 
+class TrainingStep:
+    """One optimizer step of ``train``, the body its loop repeats (benchmarks drive it too).
+
+    Holds the AdamW optimizer (weight decay on matrices only), the warm-up/linear schedule and
+    the length-grouped batch order of the seed; ``step(k)`` trains on batch ``k`` and returns
+    the loss (raises FloatingPointError on a non-finite one).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        train_set: TokenizedSet,
+        hp: Hyperparams,
+        *,
+        pad_id: int,
+        max_steps: int,
+        device: torch.device,
+        max_grad_norm: float = 1.0,
+        runner: Runner | None = None,
+        precision: torch.dtype | None = None,
+    ) -> None:
+        self.model, self.train_set, self.hp = model, train_set, hp
+        self.pad_id, self.device, self.max_grad_norm = pad_id, device, max_grad_norm
+        self.runner, self.precision = runner, precision
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(
+            [
+                {
+                    "params": [p for p in self.params if p.ndim >= 2],
+                    "weight_decay": hp.weight_decay,
+                },
+                {"params": [p for p in self.params if p.ndim < 2], "weight_decay": 0.0},
+            ],
+            lr=hp.learning_rate,
+        )
+        self.schedule = warmup_linear(int(hp.warmup_ratio * max_steps), max_steps)
+        self.stream = BatchStream([len(x) for x in train_set.input_ids], hp.batch_size, hp.seed)
+
+    def step(self, step: int) -> torch.Tensor:
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.hp.learning_rate * self.schedule(step)
+        idx = self.stream.batch(step)
+        batch = collate(self.train_set, idx, self.pad_id, self.device)
+        with autocast(self.precision, self.device):
+            logits = forward_logits(self.model, self.runner, batch, idx, "train")
+        loss = F.cross_entropy(logits.float(), batch["labels"])
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"training loss is {loss.item()} at step {step + 1}")
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.max_grad_norm:
+            torch.nn.utils.clip_grad_norm_(self.params, self.max_grad_norm)
+        self.optimizer.step()
+        return loss
+
+
+def dropout_context(model: nn.Module, device: torch.device) -> contextlib.AbstractContextManager:
+    """Training-mode dropout the fast way on the CPU (``cpu_dropout.py``); as is elsewhere."""
+    return fast_cpu_dropout(model) if device.type == "cpu" else contextlib.nullcontext()
+
+
 def train(
     model: nn.Module,
     train_set: TokenizedSet,
@@ -257,45 +318,31 @@ def train(
     """
     device = device or torch.device("cpu")
     model.to(device)
-    params = [p for p in model.parameters() if p.requires_grad]
-    decay = [p for p in params if p.ndim >= 2]
-    no_decay = [p for p in params if p.ndim < 2]
-    optimizer = torch.optim.AdamW(
-        [
-            {"params": decay, "weight_decay": hp.weight_decay},
-            {"params": no_decay, "weight_decay": 0.0},
-        ],
-        lr=hp.learning_rate,
+    trainer = TrainingStep(
+        model,
+        train_set,
+        hp,
+        pad_id=pad_id,
+        max_steps=max_steps,
+        device=device,
+        max_grad_norm=max_grad_norm,
+        runner=runner,
+        precision=precision,
     )
-    schedule = warmup_linear(int(hp.warmup_ratio * max_steps), max_steps)
     ckpt = Path(checkpoint_dir) / CHECKPOINT if checkpoint_dir else None
     state = TrainState()
     if ckpt is not None and ckpt.exists():
-        state = load_checkpoint(ckpt, model, optimizer)
+        state = load_checkpoint(ckpt, model, trainer.optimizer)
     else:
         torch.manual_seed(hp.seed)
-    stream = BatchStream([len(x) for x in train_set.input_ids], hp.batch_size, hp.seed)
     evals = sorted({s for s in eval_steps if state.step < s <= max_steps} | {max_steps})
     memory = PeakMemory(device)
     metrics: dict[str, float] = {}
     model.train()
-    with fast_cpu_dropout(model) if device.type == "cpu" else contextlib.nullcontext():
+    with dropout_context(model, device):
         while state.step < max_steps:
             started = time.perf_counter()
-            for group in optimizer.param_groups:
-                group["lr"] = hp.learning_rate * schedule(state.step)
-            idx = stream.batch(state.step)
-            batch = collate(train_set, idx, pad_id, device)
-            with autocast(precision, device):
-                logits = forward_logits(model, runner, batch, idx, "train")
-            loss = F.cross_entropy(logits.float(), batch["labels"])
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"training loss is {loss.item()} at step {state.step + 1}")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if max_grad_norm:
-                torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
-            optimizer.step()
+            loss = trainer.step(state.step)
             state.step += 1
             state.train_seconds += time.perf_counter() - started
             memory.sample()
@@ -313,7 +360,7 @@ def train(
                 if bad:  # never checkpoint or report a diverged model
                     raise FloatingPointError(f"{bad[0]} is {metrics[bad[0]]} at step {state.step}")
                 if ckpt is not None:
-                    save_checkpoint(ckpt, model, optimizer, state)
+                    save_checkpoint(ckpt, model, trainer.optimizer, state)
                 if reached is not None:
                     reached.append(state.step)
                 if not reporter(state.step, dict(metrics)):
