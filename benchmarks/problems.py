@@ -195,7 +195,10 @@ class PeftSurrogate(Problem):
             f"r.L{layer}.{t}": trial.suggest_categorical(f"r.L{layer}.{t}", RANKS)
             for layer, t in self.modules
         }
-        params["log_lr"] = trial.suggest_float("log_lr", *LOG_LR)
+        # sampled as the service samples a spec's `learning_rate: {log: true}` (same name, bounds
+        # and scale), so an in-process run and a service run see the very same floats
+        lr = trial.suggest_float("learning_rate", 10 ** LOG_LR[0], 10 ** LOG_LR[1], log=True)
+        params["log_lr"] = math.log10(lr)
         return params
 
     @staticmethod

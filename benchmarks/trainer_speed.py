@@ -266,6 +266,9 @@ def main(argv: list[str] | None = None) -> int:
     trainers = ["paretune", *HF] if args.quick else list(TRAINERS)
     if not cpu_has_native_bf16():
         trainers = [t for t in trainers if t != "hf-trainer+peft-bf16"]
+    if resolve_precision("auto", torch.device("cpu")) is None:
+        trainers = [t for t in trainers if t != "paretune-fp32"]  # the same as paretune here
+        print("precision auto is fp32 on this CPU (bf16 measured no faster): no paretune-fp32 row")
     torch.set_num_threads(args.cpus)
     plans = [p for p in args.plans.split(",") if p]
     skipped = [p for p in plans if PLAN_FAMILY[p] not in FAMILIES]

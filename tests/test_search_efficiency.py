@@ -24,7 +24,9 @@ class _Draw:
     def __init__(self, rng: np.random.Generator) -> None:
         self.rng = rng
 
-    def suggest_float(self, name: str, low: float, high: float) -> float:
+    def suggest_float(self, name: str, low: float, high: float, log: bool = False) -> float:
+        if log:
+            return float(np.exp(self.rng.uniform(np.log(low), np.log(high))))
         return float(self.rng.uniform(low, high))
 
     def suggest_categorical(self, name: str, choices: tuple) -> object:
@@ -100,6 +102,21 @@ def test_ray_replay_charges_the_training_a_partial_front_still_owes() -> None:
     assert delivered.compute == [10, 40]
     assert completed.compute == [10 + 260, 40 + 260 + 240]
     assert completed.score[-1] >= delivered.score[-1]
+
+
+def test_the_surrogate_samples_the_learning_rate_as_the_service_does() -> None:
+    """Same name, bounds and scale: an in-process run and a service run see the same floats."""
+    import optuna  # noqa: PLC0415
+    from search_efficiency import service_spec, surrogate_params  # noqa: PLC0415
+
+    from paretune.spaces import parse_spec  # noqa: PLC0415
+
+    trial = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0)).ask()
+    params = PeftSurrogate().sample(trial)
+    dist = trial.distributions["learning_rate"]
+    lr = parse_spec(service_spec("s", 10, "highest-rung")).spec.space.learning_rate
+    assert (dist.low, dist.high, dist.log) == (lr.low, lr.high, lr.log)
+    assert params["log_lr"] == surrogate_params(None, trial.params["learning_rate"])["log_lr"]
 
 
 def test_quick_benchmark_runs_and_ends_with_the_summary_line(tmp_path: Path) -> None:
