@@ -302,6 +302,13 @@ class DefineByRun:
         self.problem.sample(trial)
 
 
+def problem_params(problem: Problem, config: dict[str, Any]) -> dict[str, Any]:
+    """The problem's parameters of a Tune config (the values the sampler suggested)."""
+    import optuna  # noqa: PLC0415
+
+    return problem.sample(optuna.trial.FixedTrial(dict(config)))
+
+
 def run_ray(problem: Problem, seed: int, budget: int, storage: str) -> tuple[Curve, Curve]:
     """Ray Tune's OptunaSearch (multi-objective) with ASHA on the first objective, in-process Ray."""
     from ray import tune  # noqa: PLC0415
@@ -314,7 +321,7 @@ def run_ray(problem: Problem, seed: int, budget: int, storage: str) -> tuple[Cur
     events: list[tuple[str, int, dict[str, Any], dict[str, float]]] = []
 
     def trainable(config: dict[str, Any]) -> None:
-        params = {k: v for k, v in config.items()}
+        params = problem_params(problem, config)
         for step in rungs:
             values = problem.observe(params, step, noise_rng(seed, params, step))
             tune.report({"step": step, **values})
@@ -337,7 +344,9 @@ def run_ray(problem: Problem, seed: int, budget: int, storage: str) -> tuple[Cur
             self, iteration: int, trials: Any, trial: Any, result: dict[str, Any], **info: Any
         ) -> None:
             values = {o: float(result[o]) for o in problem.objectives}
-            events.append((trial.trial_id, int(result["step"]), dict(trial.config), values))
+            events.append(
+                (trial.trial_id, int(result["step"]), problem_params(problem, trial.config), values)
+            )
 
     searcher = OptunaSearch(
         space=DefineByRun(problem), metric=list(problem.objectives), mode=modes, seed=seed
