@@ -679,6 +679,9 @@ def run_service(settings: Settings) -> Curve | None:
         print(f"--service: the Ray service path is not available here ({e}); skipped")
         return None
     ray_env()  # Ray's workers import problems and this module by path
+    # ray_env turns Tune's result loggers off (the in-process rows need none), so at the end Tune
+    # warns once per trial that it found no result.json; the service keeps its results in the store
+    logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.CRITICAL)
     import optuna  # noqa: PLC0415
 
     problem = PROBLEMS[MAIN_PROBLEM]()
