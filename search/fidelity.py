@@ -145,7 +145,6 @@ class FidelityAwareAsker:
             self.sampler,
             seed=(self.seed + 7919 * (rung + 1) + 104_729 * number) % 2**32,
             n_startup_trials=self.n_startup_trials,
-            constraints_func=_model_constraints if self.constraints is not None else None,
         )
 
     # -- which rung the model learns from ------------------------------------------------------
@@ -263,6 +262,10 @@ class FidelityAwareAsker:
             if pending.params == dict(trial.params):
                 for name, value in attrs.items():
                     pending.trial.set_user_attr(name, value)
+                if CONSTRAINTS_ATTR in attrs:  # where Optuna's samplers read them
+                    study._storage.set_trial_system_attr(
+                        pending.trial._trial_id, "constraints", tuple(attrs[CONSTRAINTS_ATTR])
+                    )
                 study.tell(pending.trial, vals)
                 return
             study.tell(pending.trial, state=_fail_state())
@@ -307,11 +310,6 @@ class FidelityAwareAsker:
                 system_attrs=system_attrs,
             )
         )
-
-
-def _model_constraints(trial: Any) -> list[float]:
-    """Optuna ``constraints_func`` of the model studies: the violations stored on an observation."""
-    return [float(v) for v in trial.user_attrs.get(CONSTRAINTS_ATTR, [0.0])]
 
 
 def _fail_state() -> Any:

@@ -1,6 +1,9 @@
 """Optuna samplers by name, all multi-objective and seeded.
 
 ``tpe`` uses the constant liar so that concurrent asks do not propose the same configuration.
+Measured constraints reach every sampler through the trials themselves: the searcher writes each
+finished trial's violations as its Optuna constraints (``trial.constraints``), which TPE, NSGA-II
+and GP read (Optuna 5 deprecates the samplers' ``constraints_func``).
 """
 
 from __future__ import annotations
@@ -12,10 +15,8 @@ from paretune.spaces.errors import UserError
 SAMPLERS = ("tpe", "nsga2", "gp", "random")
 
 
-def make_sampler(
-    name: str, *, seed: int, constraints_func: Any = None, n_startup_trials: int = 10
-) -> Any:
-    """The Optuna sampler ``name``; ``constraints_func`` marks measured constraint violations."""
+def make_sampler(name: str, *, seed: int, n_startup_trials: int = 10) -> Any:
+    """The Optuna sampler ``name``, seeded."""
     import optuna  # noqa: PLC0415
 
     if name == "tpe":
@@ -24,18 +25,15 @@ def make_sampler(
             multivariate=True,
             constant_liar=True,
             n_startup_trials=n_startup_trials,
-            constraints_func=constraints_func,
         )
     if name == "nsga2":
-        return optuna.samplers.NSGAIISampler(seed=seed, constraints_func=constraints_func)
+        return optuna.samplers.NSGAIISampler(seed=seed)
     if name == "gp":
         try:
             import scipy  # noqa: F401, PLC0415
         except ImportError:
             raise UserError("sampler 'gp' needs scipy: pip install 'paretune[gp]'") from None
-        return optuna.samplers.GPSampler(
-            seed=seed, n_startup_trials=n_startup_trials, constraints_func=constraints_func
-        )
+        return optuna.samplers.GPSampler(seed=seed, n_startup_trials=n_startup_trials)
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     raise UserError(f"unknown sampler {name!r}; allowed: {', '.join(SAMPLERS)}")

@@ -190,13 +190,16 @@ def constraint_violations(spec: StudySpec, metrics: dict[str, float]) -> list[fl
     return [float(metrics.get(name, 0.0)) - float(limit) for name, limit in active]
 
 
-def trial_constraints(trial: Any) -> list[float]:
-    """Optuna ``constraints_func``: reads what the searcher stored on the trial."""
-    return [float(v) for v in trial.user_attrs.get("constraints", [0.0])]
+def record_violations(storage: Any, trial_id: int, violations: list[float]) -> None:
+    """Store a trial's measured-constraint violations (<= 0 feasible) before it is told.
 
-
-def constraints_func_for(spec: StudySpec) -> Any:
-    return trial_constraints if constraint_violations(spec, {}) is not None else None
+    As a user attribute (what the front, the report and the dashboard read) and as the trial's
+    Optuna constraints (the system attribute Optuna's samplers read as ``trial.constraints``:
+    infeasible trials go to TPE's worse group, lose NSGA-II's constrained domination, and feed
+    GP's constraint model).
+    """
+    storage.set_trial_user_attr(trial_id, "constraints", violations)
+    storage.set_trial_system_attr(trial_id, "constraints", tuple(float(v) for v in violations))
 
 
 # -- the searcher logic ----------------------------------------------------------------------
@@ -536,7 +539,7 @@ class SearchCore:
         violations = constraint_violations(self.spec, final)
         sid = self.study._storage
         if violations is not None:
-            sid.set_trial_user_attr(live.trial_id, "constraints", violations)
+            record_violations(sid, live.trial_id, violations)
         sid.set_trial_user_attr(live.trial_id, "steps", live.last_step)
         write_curve(self.study, live.trial_id, self._curve(live))
         self._pop(live)
@@ -561,7 +564,7 @@ class SearchCore:
         if live.metrics:
             violations = constraint_violations(self.spec, live.metrics[live.last_step])
             if violations is not None:
-                sid.set_trial_user_attr(live.trial_id, "constraints", violations)
+                record_violations(sid, live.trial_id, violations)
         if pruned_curves_allowed(self.study):
             write_curve(self.study, live.trial_id, self._curve(live))
         self._pop(live)
@@ -768,7 +771,7 @@ def recover_orphans(ctx: StudyContext, reason: str = "driver died") -> dict[str,
         if last >= spec.search.max_steps and all(n in final for n in spec.objective_names):
             violations = constraint_violations(spec, final)
             if violations is not None:
-                study._storage.set_trial_user_attr(t._trial_id, "constraints", violations)
+                record_violations(study._storage, t._trial_id, violations)
             study._storage.set_trial_user_attr(t._trial_id, "steps", last)
             study._storage.set_trial_user_attr(t._trial_id, "recovered", True)
             study.tell(t.number, [final[n] for n in spec.objective_names])

@@ -35,7 +35,7 @@ from .driver import (
 )
 from .progress import ProgressState
 from .samplers import make_sampler
-from .searcher import StudyContext, constraints_func_for, count_budget
+from .searcher import StudyContext, count_budget
 from .store import StudyStore, UnknownStudyError, open_store
 from .trainable import TrialFn
 from .urls import ENV_STORAGE, StorageError, resolve_storage
@@ -101,11 +101,7 @@ def optuna_study(store: StudyStore, spec: StudySpec, *, seed_offset: int = 0) ->
     import optuna  # noqa: PLC0415
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    sampler = make_sampler(
-        spec.search.sampler,
-        seed=spec.search.seed + seed_offset,
-        constraints_func=constraints_func_for(spec),
-    )
+    sampler = make_sampler(spec.search.sampler, seed=spec.search.seed + seed_offset)
     return optuna.create_study(
         study_name=spec.study,
         storage=store.optuna_storage(),

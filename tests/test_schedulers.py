@@ -503,3 +503,14 @@ def test_rebuild_refills_the_rung_models_from_the_store() -> None:
         == [12, 8, 4]
     )
     assert rebuilt.model_rung() == asker.model_rung() == 2
+
+
+@pytest.mark.parametrize("name", ["tpe", "nsga2", "gp", "random"])
+def test_samplers_are_built_without_deprecated_arguments(name):
+    import warnings  # noqa: PLC0415
+
+    from paretune.search.samplers import make_sampler  # noqa: PLC0415
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)  # Optuna 5 deprecations are FutureWarnings
+        make_sampler(name, seed=0)

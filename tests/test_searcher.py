@@ -202,6 +202,8 @@ def test_measured_constraints_keep_infeasible_trials_off_the_front(make_core):
     core.on_end(b, result(b, 9, 0.5, train_seconds=0.5))
     ta, tb = trial(core, a), trial(core, b)
     assert ta.user_attrs["constraints"] == [4.0] and tb.user_attrs["constraints"] == [-0.5]
+    # what Optuna's samplers read: the trial's own constraints (no deprecated constraints_func)
+    assert list(ta.constraints.values()) == [4.0] and list(tb.constraints.values()) == [-0.5]
     assert [t.number for t in pareto_trials(core.trials(), core.spec.directions)] == [b]
 
 
