@@ -11,6 +11,7 @@ boolean mask. The Triton kernels keep Philox, which costs nothing on a GPU.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -33,9 +34,7 @@ def keep_mask(
     device: torch.device | str = "cpu",
 ) -> torch.Tensor:
     """Boolean mask of ``shape``, each element kept with probability ``1 - quantised_p(p)``."""
-    numel = 1
-    for size in shape:
-        numel *= int(size)
+    numel = math.prod(int(size) for size in shape)
     words = torch.randint(
         -(2**63),
         2**63 - 1,

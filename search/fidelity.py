@@ -55,7 +55,27 @@ SamplerFidelity = Literal["full", "highest-rung"]
 SAMPLER_FIDELITIES: tuple[str, ...] = ("full", "highest-rung")
 History = Iterable[tuple[int, int, Mapping[str, float]]]
 Constraints = Callable[[Mapping[str, float]], Sequence[float] | None]
-CONSTRAINTS_ATTR = "constraints"
+CONSTRAINTS_ATTR = "constraints"  # user attribute: what the front, report and dashboard read
+OPTUNA_CONSTRAINTS_KEY = "constraints"  # system attribute Optuna reads as ``trial.constraints``
+
+
+def constraint_attrs(violations: Sequence[float]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The user and system attributes that record measured-constraint violations (<= 0 feasible).
+
+    The system attribute is what Optuna's samplers read (``trial.constraints``): infeasible trials
+    go to TPE's worse group, lose NSGA-II's constrained domination and feed GP's constraint model.
+    """
+    values = [float(v) for v in violations]
+    return {CONSTRAINTS_ATTR: values}, {OPTUNA_CONSTRAINTS_KEY: tuple(values)}
+
+
+def record_violations(storage: Any, trial_id: int, violations: Sequence[float]) -> None:
+    """Store a trial's violations, as :func:`constraint_attrs` names them, before it is told."""
+    user_attrs, system_attrs = constraint_attrs(violations)
+    for key, value in user_attrs.items():
+        storage.set_trial_user_attr(trial_id, key, value)
+    for key, value in system_attrs.items():
+        storage.set_trial_system_attr(trial_id, key, value)
 
 
 def rung_at(rungs: Sequence[int], step: float) -> int | None:
@@ -250,26 +270,18 @@ class FidelityAwareAsker:
         if k in seen:
             return
         seen.add(k)
-        attrs: dict[str, Any] = {}
-        if self.constraints is not None:
-            violations = self.constraints(values)
-            if violations is not None:
-                attrs[CONSTRAINTS_ATTR] = [float(v) for v in violations]
+        violations = self.constraints(values) if self.constraints is not None else None
         pending = self._pending.get(key)
         study = self._studies[k]
         if pending is not None and pending.rung == k:
             del self._pending[key]
             if pending.params == dict(trial.params):
-                for name, value in attrs.items():
-                    pending.trial.set_user_attr(name, value)
-                if CONSTRAINTS_ATTR in attrs:  # where Optuna's samplers read them
-                    study._storage.set_trial_system_attr(
-                        pending.trial._trial_id, "constraints", tuple(attrs[CONSTRAINTS_ATTR])
-                    )
+                if violations is not None:
+                    record_violations(study._storage, pending.trial._trial_id, violations)
                 study.tell(pending.trial, vals)
                 return
             study.tell(pending.trial, state=_fail_state())
-        self._add(study, dict(trial.params), dict(trial.distributions), vals, attrs)
+        self._add(study, dict(trial.params), dict(trial.distributions), vals, violations)
 
     def finish(self, number: Hashable) -> None:
         """The trial ended; a model trial still waiting for its rung is withdrawn (FAIL)."""
@@ -295,12 +307,13 @@ class FidelityAwareAsker:
         params: dict[str, Any],
         distributions: dict[str, Any],
         values: list[float],
-        user_attrs: dict[str, Any],
+        violations: Sequence[float] | None,
     ) -> None:
         import optuna  # noqa: PLC0415
 
-        # added trials skip the sampler's after_trial: store the violations where Optuna reads them
-        system_attrs = {"constraints": tuple(user_attrs[CONSTRAINTS_ATTR])} if user_attrs else None
+        user_attrs, system_attrs = (
+            constraint_attrs(violations) if violations is not None else ({}, {})
+        )
         study.add_trial(
             optuna.trial.create_trial(
                 params=params,

@@ -53,7 +53,7 @@ from paretune.spaces.catalogue import METRIC_NAMES
 
 from .ask_lock import ask_lock
 from .deepening import resume_attrs, resume_config
-from .fidelity import FidelityAwareAsker, History
+from .fidelity import FidelityAwareAsker, History, record_violations
 from .hypervolume import HypervolumeRecorder, pareto_trials
 from .progress import ProgressState
 from .store import StudyInfo, StudyStore
@@ -188,18 +188,6 @@ def constraint_violations(spec: StudySpec, metrics: dict[str, float]) -> list[fl
     if not active:
         return None
     return [float(metrics.get(name, 0.0)) - float(limit) for name, limit in active]
-
-
-def record_violations(storage: Any, trial_id: int, violations: list[float]) -> None:
-    """Store a trial's measured-constraint violations (<= 0 feasible) before it is told.
-
-    As a user attribute (what the front, the report and the dashboard read) and as the trial's
-    Optuna constraints (the system attribute Optuna's samplers read as ``trial.constraints``:
-    infeasible trials go to TPE's worse group, lose NSGA-II's constrained domination, and feed
-    GP's constraint model).
-    """
-    storage.set_trial_user_attr(trial_id, "constraints", violations)
-    storage.set_trial_system_attr(trial_id, "constraints", tuple(float(v) for v in violations))
 
 
 # -- the searcher logic ----------------------------------------------------------------------

@@ -272,11 +272,12 @@ def resume(
                     f"study {name!r} is running on {info.driver_host}; --max-steps needs it "
                     f"stopped (`paretune stop {name}`)"
                 )
-            check_max_steps(info, stored_spec(store, name), max_steps)
+            spec = stored_spec(store, name)
+            check_max_steps(info, spec, max_steps)
         if add < 0:
             raise UserError(f"--add-trials must be >= 0, got {add}")
         if max_steps is not None:
-            raise_max_steps(store, info, stored_spec(store, name), max_steps)
+            raise_max_steps(store, info, spec, max_steps)
         add_trials(store, name, add)
         ctx = open_context(store, name)
         store.log_event(
