@@ -28,6 +28,11 @@ from .philox import (
 #: The kernels of this process run in the Triton interpreter (read once, when they are defined).
 INTERPRET: bool = os.environ.get("TRITON_INTERPRET", "0").lower() in ("1", "true", "on", "yes")
 
+#: ``PARETUNE_KERNELS_AUTOTUNE=0`` compiles one tile config per kernel variant instead of timing
+#: several: for correctness runs on a GPU, where compiling every config of every test shape
+#: takes minutes (read once, when the kernels are defined).
+AUTOTUNE: bool = os.environ.get("PARETUNE_KERNELS_AUTOTUNE", "1") != "0"
+
 #: With ``PARETUNE_KERNELS_DEBUG=1`` outputs start as NaN, so an unwritten element shows.
 DEBUG_ENV = "PARETUNE_KERNELS_DEBUG"
 

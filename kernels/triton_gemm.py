@@ -21,6 +21,7 @@ import triton
 import triton.language as tl
 
 from .triton_common import (
+    AUTOTUNE,
     INTERPRET,
     NO_DROPOUT,
     Dropout,
@@ -40,6 +41,8 @@ from .triton_common import (
 def _gemm_configs() -> list[triton.Config]:
     if INTERPRET:  # one config: no autotuning (it would need a GPU timer), small tiles
         return [triton.Config({"BM": 32, "BN": 32, "BK": 32, "GROUP_M": 2})]
+    if not AUTOTUNE:  # one config that fits every variant's register budget
+        return [triton.Config({"BM": 64, "BN": 64, "BK": 64, "GROUP_M": 8}, num_warps=4)]
     shapes = [
         (128, 256, 64, 8, 3),
         (256, 128, 64, 8, 3),
@@ -59,6 +62,8 @@ def _gemm_configs() -> list[triton.Config]:
 def _splitk_configs() -> list[triton.Config]:
     if INTERPRET:
         return [triton.Config({"BI": 32, "BJ": 32})]
+    if not AUTOTUNE:
+        return [triton.Config({"BI": 64, "BJ": 64}, num_warps=4)]
     shapes = [(128, 64, 4, 4), (64, 128, 4, 4), (128, 128, 8, 3), (128, 64, 8, 4), (64, 64, 4, 4)]
     return [
         triton.Config({"BI": bi, "BJ": bj}, num_warps=w, num_stages=s) for bi, bj, w, s in shapes
@@ -105,7 +110,12 @@ def _prune_splitk(configs: list[triton.Config], named_args: dict, **kwargs) -> l
 @triton.autotune(
     configs=_gemm_configs(), key=_GEMM_KEY, prune_configs_by={"early_config_prune": _prune_gemm}
 )
-@triton.heuristics({"EVEN_K": lambda args: args["K"] % args["BK"] == 0})
+@triton.heuristics(
+    {
+        "EVEN_K": lambda args: args["K"] % args["BK"] == 0,
+        "EVEN_MN": lambda args: args["M"] % args["BM"] == 0 and args["N"] % args["BN"] == 0,
+    }
+)
 @triton.jit(do_not_specialize=["seed_lo", "seed_hi", "drop_thr"])
 def _gemm_kernel(
     p_ptr, q_ptr, c_ptr, bias_ptr, res_ptr, u_ptr, v_ptr, g_ptr, cmap_ptr, z_ptr, c2_ptr,
@@ -117,7 +127,7 @@ def _gemm_kernel(
     LR_DROPOUT: tl.constexpr, HAS_GATHER: tl.constexpr, ACT: tl.constexpr, EPI: tl.constexpr,
     COMPUTE: tl.constexpr, PRECISION: tl.constexpr,
     BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr, BR: tl.constexpr,
-    GROUP_M: tl.constexpr, EVEN_K: tl.constexpr,
+    GROUP_M: tl.constexpr, EVEN_K: tl.constexpr, EVEN_MN: tl.constexpr,
 ):  # fmt: skip
     # Grouped tile order: GROUP_M row-blocks share the columns of Q while they are in L2.
     pid = tl.program_id(0)
@@ -134,11 +144,15 @@ def _gemm_kernel(
     rk = tl.arange(0, BK)
     m_ok = rm < M
     n_ok = rn < N
-    # Out-of-range rows/columns read row/column 0 (never stored): no masks in the main loop.
-    rm_in = tl.where(m_ok, rm, 0).to(tl.int64)
-    rn_in = tl.where(n_ok, rn, 0).to(tl.int64)
-    p_ptrs = p_ptr + rm_in[:, None] * s_pm + rk[None, :] * s_pk
-    q_ptrs = q_ptr + rk[:, None] * s_qk + rn_in[None, :] * s_qn
+    c_mask = m_ok[:, None] & n_ok[None, :]
+    # Plain (unclamped) indices and masks: the compiler sees contiguous runs of addresses and
+    # issues wide loads along whichever dimension is contiguous in memory. (Clamping indices
+    # with tl.where hides that and made a [K, N]-contiguous operand load element by element,
+    # 8x slower on an H100.) Tiles that divide the shape need no mask at all.
+    rm64 = rm.to(tl.int64)
+    rn64 = rn.to(tl.int64)
+    p_ptrs = p_ptr + rm64[:, None] * s_pm + rk[None, :] * s_pk
+    q_ptrs = q_ptr + rk[:, None] * s_qk + rn64[None, :] * s_qn
 
     # The low-rank term and the gathered columns come first: they are the accumulator's initial
     # value, so the epilogue never holds a second [BM, BN] tile (and the dropout mask is made
@@ -148,52 +162,50 @@ def _gemm_kernel(
         rr = tl.arange(0, BR)
         for r0 in range(0, R, BR):
             r_ok = rr < R - r0
-            u = tl.load(u_ptr + rm_in[:, None] * s_um + (r0 + rr)[None, :] * s_ur,
-                        mask=r_ok[None, :], other=0.0)  # fmt: skip
-            v = tl.load(v_ptr + (r0 + rr)[:, None] * s_vr + rn_in[None, :] * s_vn,
-                        mask=r_ok[:, None], other=0.0)  # fmt: skip
+            u = tl.load(u_ptr + rm64[:, None] * s_um + (r0 + rr)[None, :] * s_ur,
+                        mask=m_ok[:, None] & r_ok[None, :], other=0.0)  # fmt: skip
+            v = tl.load(v_ptr + (r0 + rr)[:, None] * s_vr + rn64[None, :] * s_vn,
+                        mask=r_ok[:, None] & n_ok[None, :], other=0.0)  # fmt: skip
             acc = tl.dot(u.to(COMPUTE), v.to(COMPUTE), acc, input_precision=PRECISION)
         if LR_DROPOUT:
-            offs = rm.to(tl.int64)[:, None] * mask_sm + rn.to(tl.int64)[None, :] * mask_sn
+            offs = rm64[:, None] * mask_sm + rn64[None, :] * mask_sn
             keep = keep_tile(seed_lo, seed_hi, offs, drop_thr)
             acc = tl.where(keep, acc * (keep_scale * lr_scale), 0.0)
         else:
             acc = acc * lr_scale
     if HAS_GATHER:  # acc[:, c] = G[:, cmap[c]] where cmap[c] >= 0
-        j = tl.load(cmap_ptr + rn_in)
-        g_ok = (j >= 0) & n_ok
+        j = tl.load(cmap_ptr + rn64, mask=n_ok, other=-1)
+        g_ok = j >= 0
         j_in = tl.where(g_ok, j, 0).to(tl.int64)
-        g = tl.load(g_ptr + rm_in[:, None] * s_gm + j_in[None, :] * s_gj,
-                    mask=g_ok[None, :], other=0.0)  # fmt: skip
+        g = tl.load(g_ptr + rm64[:, None] * s_gm + j_in[None, :] * s_gj,
+                    mask=m_ok[:, None] & g_ok[None, :], other=0.0)  # fmt: skip
         acc += g.to(tl.float32)
 
     for k0 in range(0, K, BK):
-        if EVEN_K:
+        if EVEN_K and EVEN_MN:
             a = tl.load(p_ptrs)
             b = tl.load(q_ptrs)
         else:
             k_ok = rk < K - k0
-            a = tl.load(p_ptrs, mask=k_ok[None, :], other=0.0)
-            b = tl.load(q_ptrs, mask=k_ok[:, None], other=0.0)
+            a = tl.load(p_ptrs, mask=m_ok[:, None] & k_ok[None, :], other=0.0)
+            b = tl.load(q_ptrs, mask=k_ok[:, None] & n_ok[None, :], other=0.0)
         acc = tl.dot(a.to(COMPUTE), b.to(COMPUTE), acc, input_precision=PRECISION)
         p_ptrs += BK * s_pk
         q_ptrs += BK * s_qk
 
     if HAS_BIAS:
-        bias = tl.load(bias_ptr + rn_in).to(tl.float32)
+        bias = tl.load(bias_ptr + rn64, mask=n_ok, other=0.0).to(tl.float32)
         acc += bias[None, :]
     acc = acc * alpha  # 1 whenever there is a low-rank or gathered term (checked by the launcher)
 
     if EPI == 2:  # acc *= act'(Z)
-        z = tl.load(z_ptr + rm_in[:, None] * s_zm + rn_in[None, :] * s_zn).to(tl.float32)
+        z = tl.load(z_ptr + rm64[:, None] * s_zm + rn64[None, :] * s_zn, mask=c_mask, other=0.0)
+        z = z.to(tl.float32)
         acc = acc * activation_grad(z, ACT)
     if HAS_RES:
-        res = tl.load(res_ptr + rm_in[:, None] * s_rm + rn_in[None, :] * s_rn).to(tl.float32)
-        acc += res
+        res = tl.load(res_ptr + rm64[:, None] * s_rm + rn64[None, :] * s_rn, mask=c_mask, other=0.0)
+        acc += res.to(tl.float32)
 
-    c_mask = m_ok[:, None] & n_ok[None, :]
-    rm64 = rm.to(tl.int64)
-    rn64 = rn.to(tl.int64)
     tl.store(c_ptr + rm64[:, None] * s_cm + rn64[None, :] * s_cn,
              acc.to(c_ptr.dtype.element_ty), mask=c_mask)  # fmt: skip
     if EPI == 1:  # also store act(acc)
@@ -209,6 +221,15 @@ _SPLITK_KEY = ["I_BUCKET", "J_BUCKET", "R", "j_per_split", "BR", "P_DROPOUT", "R
     key=_SPLITK_KEY,
     prune_configs_by={"early_config_prune": _prune_splitk},
 )
+@triton.heuristics(
+    {
+        "EVEN": lambda args: (
+            args["NI"] % args["BI"] == 0
+            and args["NJ"] % args["BJ"] == 0
+            and args["R"] % args["BR"] == 0
+        )
+    }
+)
 @triton.jit(do_not_specialize=["seed_lo", "seed_hi", "drop_thr"])
 def _splitk_kernel(
     p_ptr, q_ptr, out_ptr, rowsum_ptr,
@@ -217,7 +238,7 @@ def _splitk_kernel(
     scale, seed_lo, seed_hi, drop_thr, keep_scale, mask_si, mask_sj,
     P_DROPOUT: tl.constexpr, ROWSUM: tl.constexpr,
     COMPUTE: tl.constexpr, PRECISION: tl.constexpr,
-    BI: tl.constexpr, BJ: tl.constexpr, BR: tl.constexpr,
+    BI: tl.constexpr, BJ: tl.constexpr, BR: tl.constexpr, EVEN: tl.constexpr,
 ):  # fmt: skip
     pid_i = tl.program_id(0)
     pid_r = tl.program_id(1)
@@ -227,29 +248,33 @@ def _splitk_kernel(
     rj = tl.arange(0, BJ)
     i_ok = ri < NI
     r_ok = rr < R
-    ri_in = tl.where(i_ok, ri, 0).to(tl.int64)
-    rr_in = tl.where(r_ok, rr, 0)
+    ri64 = ri.to(tl.int64)  # unclamped, masked: see the GEMM kernel
     j_start = pid_s * j_per_split
     j_end = tl.minimum(j_start + j_per_split, NJ)
 
     acc = tl.full((BI, BR), 0.0, tl.float32)
     rsum = tl.full((BI,), 0.0, tl.float32)
     for j0 in range(j_start, j_end, BJ):
+        # A split's length is a multiple of BJ: only the data's end cuts a tile short.
         j = (j0 + rj).to(tl.int64)
-        j_ok = j < j_end
-        p = tl.load(p_ptr + ri_in[:, None] * s_pi + j[None, :] * s_pj,
-                    mask=j_ok[None, :], other=0.0)  # fmt: skip
+        p_ptrs = p_ptr + ri64[:, None] * s_pi + j[None, :] * s_pj
+        q_ptrs = q_ptr + j[:, None] * s_qj + rr[None, :] * s_qr
+        if EVEN:
+            p = tl.load(p_ptrs)
+            q = tl.load(q_ptrs)
+        else:
+            j_ok = j < NJ
+            p = tl.load(p_ptrs, mask=i_ok[:, None] & j_ok[None, :], other=0.0)
+            q = tl.load(q_ptrs, mask=j_ok[:, None] & r_ok[None, :], other=0.0)
         if P_DROPOUT:  # inverted dropout in fp32, rounded once to the compute dtype
-            offs = ri_in[:, None] * mask_si + j[None, :] * mask_sj
+            offs = ri64[:, None] * mask_si + j[None, :] * mask_sj
             keep = keep_tile(seed_lo, seed_hi, offs, drop_thr)
             p = tl.where(keep, p.to(tl.float32) * keep_scale, 0.0)
-        q = tl.load(q_ptr + j[:, None] * s_qj + rr_in[None, :] * s_qr,
-                    mask=j_ok[:, None], other=0.0)  # fmt: skip
         acc = tl.dot(p.to(COMPUTE), q.to(COMPUTE), acc, input_precision=PRECISION)
         if ROWSUM:
             rsum += tl.reduce(p.to(tl.float32), 1, add_fn)
 
-    out = out_ptr + pid_s * s_os + ri.to(tl.int64)[:, None] * s_oi + rr[None, :] * s_or
+    out = out_ptr + pid_s * s_os + ri64[:, None] * s_oi + rr[None, :] * s_or
     tl.store(out, acc * scale, mask=i_ok[:, None] & r_ok[None, :])
     if ROWSUM:
         first_r = (ri * 0 + pid_r) == 0  # only the first rank-block writes the row sums

@@ -6,9 +6,9 @@ backend (in the interpreter) and with the reference backend, and requires the sa
 
 from __future__ import annotations
 
-import os
+from kernel_device import generator  # first: sets TRITON_INTERPRET unless on a GPU
 
-os.environ["TRITON_INTERPRET"] = "1"  # before paretune's Triton kernels are defined
+# isort: split
 
 import copy  # noqa: E402
 import pickle  # noqa: E402
@@ -63,7 +63,7 @@ def tiny_bert(lora_dropout: float = 0.0, seed: int = 0, use_dora: bool = False) 
 
 
 def batch(seed: int = 1) -> dict[str, torch.Tensor]:
-    g = torch.Generator().manual_seed(seed)
+    g = generator(seed)
     return {
         "input_ids": torch.randint(0, 100, (4, 8), generator=g),
         "labels": torch.randint(0, 2, (4,), generator=g),
@@ -172,7 +172,7 @@ def test_paca_linear_module(monkeypatch: pytest.MonkeyPatch, backend: str) -> No
     monkeypatch.setenv("PARETUNE_KERNELS", backend)
     torch.manual_seed(0)
     linear = nn.Linear(20, 12)
-    layer = PacaLinear.from_linear(linear, k=5, generator=torch.Generator().manual_seed(3))
+    layer = PacaLinear.from_linear(linear, k=5, generator=generator(3))
     x = torch.randn(3, 4, 20)
     torch.testing.assert_close(layer(x), linear(x))  # partial starts as the chosen columns
     assert layer.weight is linear.weight and not layer.weight.requires_grad

@@ -1,6 +1,7 @@
 """The Triton ops, run by the Triton interpreter on the CPU, against the float64 reference.
 
-``TRITON_INTERPRET=1`` is set before any paretune Triton kernel is defined: the kernels are
+``TRITON_INTERPRET=1`` is set (by ``kernel_device``, unless ``PARETUNE_TEST_DEVICE=cuda`` runs
+them on a GPU) before any paretune Triton kernel is defined: the kernels are
 defined lazily (on the first op that runs on Triton), and they use no ``triton.language`` jit
 helper, so this works even when triton itself was imported earlier in the session (peft does).
 Every Triton test runs with ``PARETUNE_KERNELS_DEBUG=1``: outputs start as NaN, so an output
@@ -9,9 +10,9 @@ element a kernel forgot to write fails the comparison.
 
 from __future__ import annotations
 
-import os
+from kernel_device import DEVICE, ON_CUDA  # first: sets TRITON_INTERPRET unless on a GPU
 
-os.environ["TRITON_INTERPRET"] = "1"
+# isort: split
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
@@ -28,6 +29,8 @@ triton = pytest.importorskip("triton")
 tl = pytest.importorskip("triton.language")
 
 from paretune.kernels.triton_common import INTERPRET, keep_tile  # noqa: E402
+
+assert INTERPRET != ON_CUDA
 
 DTYPES = [torch.float32, torch.float16, torch.bfloat16]
 # Relative error bounds (Frobenius norm; the max-element bound is 5x) per input dtype.
@@ -126,6 +129,15 @@ def test_lora_dropout_mask_same_in_forward_and_backward(dtype: torch.dtype) -> N
     run_both(_lora, _lora_ref, inputs, consts, ["x", "lora_a", "lora_b"], dtype)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_lora_tile_aligned_shapes(dtype: torch.dtype) -> None:
+    """Shapes every tile divides (interpreter and GPU test tiles): the kernels' unmasked loads."""
+    torch.manual_seed(11)
+    inputs = lora_inputs((2, 64), 128, 192, 16)
+    consts = {"scaling": 2.0, "dropout_p": 0.0}
+    run_both(lora_linear, reference.lora_linear, inputs, consts, ["x", "lora_a", "lora_b"], dtype)
+
+
 def test_lora_dropout_p0_equals_no_dropout() -> None:
     torch.manual_seed(3)
     inp = lora_inputs((5,), 24, 18, 3)
@@ -146,7 +158,6 @@ def _keep_kernel(out_ptr, base, seed_lo, seed_hi, thr, BLOCK: tl.constexpr):
 
 def test_triton_mask_equals_torch_mask_for_large_seeds_and_offsets() -> None:
     """The in-kernel generator and the PyTorch one agree, 64-bit seeds and positions included."""
-    assert INTERPRET
     for seed, base in [(0, 0), (1, 3), (2**33 + 5, 2**32 - 7), (2**62 + 11, 2**40)]:
         got = torch.zeros(64, dtype=torch.int32)
         _keep_kernel[(1,)](got, base, *split_seed(seed), dropout_threshold(0.5), BLOCK=64)
@@ -162,7 +173,7 @@ def test_lora_dropout_uses_the_reference_mask() -> None:
     eye = torch.eye(n)
     zero = torch.zeros(n, n)
     y = lora_linear(x, zero, None, eye, eye, scaling=1.0, dropout_p=0.5, seed=31)
-    keep = keep_mask(6, n, 0.5, 31, "cpu")
+    keep = keep_mask(6, n, 0.5, 31, DEVICE)
     torch.testing.assert_close(y, x * keep * 2.0)
     assert 0 < keep.sum() < keep.numel()
 
@@ -212,7 +223,7 @@ def test_lora_frozen_weight_gets_no_grad() -> None:
 def test_lora_under_autocast_runs_in_the_autocast_dtype() -> None:
     torch.manual_seed(6)
     inp = lora_inputs((6,), 16, 16, 4)
-    with torch.autocast("cpu", dtype=torch.bfloat16):
+    with torch.autocast(DEVICE.type, dtype=torch.bfloat16):
         y = lora_linear(**inp, scaling=1.0)
     want = reference.lora_linear(**{k: v.double() for k, v in inp.items()}, scaling=1.0)
     assert y.dtype == torch.bfloat16
@@ -221,9 +232,10 @@ def test_lora_under_autocast_runs_in_the_autocast_dtype() -> None:
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("activation", ["relu", "gelu"])
-def test_adapter_matches_reference(dtype: torch.dtype, activation: str) -> None:
+@pytest.mark.parametrize("bottleneck", [20, 70])  # split-K reductions; GEMM epilogues (> NARROW)
+def test_adapter_matches_reference(dtype: torch.dtype, activation: str, bottleneck: int) -> None:
     torch.manual_seed(7)
-    hidden, bottleneck = 40, 20
+    hidden = 40
     inputs = {
         "h": torch.randn(2, 9, hidden),
         "w_down": torch.randn(bottleneck, hidden) / hidden**0.5,
