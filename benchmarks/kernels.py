@@ -10,16 +10,18 @@ Pairs (unfused baseline -> fused op), each forward and forward+backward, with th
 - PaCA: peft LoRA of rank r -> ``paca_linear`` with the same number of trainable parameters
   (k = r * (in + out) / out columns).
 
-The input requires grad in every case (a layer inside a network). The fused side follows
-``PARETUNE_KERNELS`` (default ``auto``: Triton on CUDA). Without a CUDA device the script prints
-one line saying so and exits 0; ``--device cpu`` (with ``TRITON_INTERPRET=1
-PARETUNE_KERNELS=triton``) is a smoke test of the script itself, its times mean nothing.
+The input requires grad in every case (a layer inside a network). The fused side runs on
+``PARETUNE_KERNELS`` if set, else on ``triton`` (the library's ``auto`` picks the reference);
+``PARETUNE_KERNELS=torch`` times paretune's PyTorch reference against the same baselines.
+Without a CUDA device the script prints one line saying so and exits 0; ``--device cpu`` (with
+``TRITON_INTERPRET=1``) is a smoke test of the script itself, its times mean nothing.
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import os
 import statistics
 import sys
 import time
@@ -209,6 +211,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(NO_CUDA)
         return 0
     dtype = DTYPES[args.dtype]
+    backend = os.environ.setdefault("PARETUNE_KERNELS", "triton")
     torch.manual_seed(0)
     rows: list[Row] = []
     for rank in args.ranks:
@@ -224,7 +227,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     timer = "median of triton.testing.do_bench" if on_cuda else "median of 3 runs"
     title = (
         f"{name}: {args.tokens} tokens, {args.dim}x{args.dim}, "
-        f"{args.dtype}, LoRA dropout {args.lora_dropout}; {timer}"
+        f"{args.dtype}, LoRA dropout {args.lora_dropout}; fused side on {backend}; {timer}"
     )
     print_table(rows, title)
     goal = [r for r in rows if r.op == "lora" and r.rank == 16 and r.phase == "fwd+bwd"]

@@ -56,9 +56,9 @@ def lora_linear(
     ``lora_b`` [out, r]. Dropout (probability ``dropout_p``, only when ``training``) is a pure
     function of ``seed`` (in [0, 2**63)) and the element position in ``x.reshape(-1, in)``: the
     backward pass regenerates the mask. Triton and ``PARETUNE_KERNELS=torch`` draw the same
-    (Philox) mask; under ``auto`` the reference on CPU tensors draws its mask with
-    ``fast_dropout`` instead (same law, another stream), because Philox computed with tensor
-    operations made a CPU LoRA layer with dropout several times slower than one without.
+    (Philox) mask; under ``auto`` the reference draws its mask with ``fast_dropout`` instead
+    (same law, another stream), because Philox computed with tensor operations made a CPU LoRA
+    layer with dropout several times slower than one without.
     """
     n, k = weight.shape
     r = lora_a.shape[0]
@@ -73,7 +73,7 @@ def lora_linear(
     x, weight, bias, lora_a, lora_b = _prepare(x, weight, bias, lora_a, lora_b)
     args = (x, weight, bias, lora_a, lora_b, float(scaling), float(dropout_p), int(seed), training)
     if not use_triton(x, weight, lora_a, lora_b):
-        fast = x.device.type == "cpu" and selected_backend() == "auto"
+        fast = selected_backend() == "auto"  # torch: Triton's Philox mask, for comparisons
         return reference.lora_linear(*args, masks="fast" if fast else "philox")
     fn = triton_module("triton_lora").LoraLinearFunction
     with torch.autocast(x.device.type, enabled=False):

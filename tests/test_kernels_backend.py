@@ -13,7 +13,12 @@ import textwrap  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from paretune.kernels import lora_linear, reference, selected_backend  # noqa: E402
+from paretune.kernels import (  # noqa: E402
+    lora_linear,
+    reference,
+    selected_backend,
+    triton_available,
+)
 from paretune.kernels.philox import keep_mask, philox_bits  # noqa: E402
 
 
@@ -53,6 +58,26 @@ def test_cpu_tensors_use_the_reference(monkeypatch: pytest.MonkeyPatch, backend:
     assert torch.equal(y, want)
     assert not torch.equal(y, other)
     assert "LoraLinearFunction" not in type(y.grad_fn).__name__
+
+
+class _CudaLike:
+    """Stands for a CUDA tensor where ``use_triton`` looks (this machine has no GPU)."""
+
+    is_cuda = True
+    dtype = torch.bfloat16
+
+
+def test_auto_uses_the_reference_even_for_cuda_tensors(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On an H100 the Triton path measured slower than the reference (host-bound launches)."""
+    from paretune.kernels.backend import use_triton
+
+    monkeypatch.delenv("PARETUNE_KERNELS", raising=False)
+    assert not use_triton(_CudaLike(), _CudaLike())
+    monkeypatch.setenv("PARETUNE_KERNELS", "auto")
+    assert not use_triton(_CudaLike(), _CudaLike())
+    if triton_available():
+        monkeypatch.setenv("PARETUNE_KERNELS", "triton")
+        assert use_triton(_CudaLike(), _CudaLike())
 
 
 def test_forced_triton_runs_the_triton_function(monkeypatch: pytest.MonkeyPatch) -> None:

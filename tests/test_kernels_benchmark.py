@@ -42,11 +42,13 @@ def test_benchmark_smoke_run_on_cpu_in_the_interpreter(
 ) -> None:
     """The table code runs end to end (tiny shapes, Triton interpreter; times are meaningless)."""
     pytest.importorskip("triton")
-    monkeypatch.setenv("PARETUNE_KERNELS", "triton")
+    monkeypatch.setenv("PARETUNE_KERNELS", "auto")  # restored after the test...
+    monkeypatch.delenv("PARETUNE_KERNELS")  # ...and unset during it: the script picks triton
     args = ["--device", "cpu", "--tokens", "24", "--dim", "32", "--ranks", "4", "--dtype", "fp32"]
     assert _load_script(monkeypatch).main(args) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("cpu (smoke test")
+    assert "fused side on triton" in lines[0]
     ops = [line.split()[0] for line in lines[3:]]
     assert ops == ["lora", "lora", "adapter", "adapter", "paca", "paca"], lines
     for line in lines[3:7]:  # LoRA and adapter compute the baseline's math: tiny difference

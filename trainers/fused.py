@@ -1,4 +1,4 @@
-"""Adapter layers that compute through ``paretune.kernels`` (Triton on CUDA, PyTorch elsewhere).
+"""Adapter layers that compute through ``paretune.kernels`` (PyTorch reference or Triton ops).
 
 - ``route_through_kernels(model)``: peft LoRA ``Linear`` layers compute with
   ``paretune.kernels.lora_linear``; parameters, state-dict names and export are unchanged.
