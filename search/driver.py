@@ -218,10 +218,13 @@ def trial_scheduler(
     ctx: StudyContext,
     on_decision: Callable[[dict[str, Any]], None],
     history: History | None = None,
+    shared: Any = None,
 ) -> Any:
     """The spec's scheduler from ``paretune.search.schedulers``; FIFO for ``none`` or until it exists.
 
-    ``history``: the stored results its rungs are rebuilt from (read from the store when None)."""
+    ``history``: the stored results its rungs are rebuilt from (read from the store when None);
+    ``shared``: the :class:`SharedResults` of the driver's core, so that the rungs also hold what
+    other drivers of the study store while this one runs."""
     from ray.tune.schedulers import FIFOScheduler  # noqa: PLC0415
 
     if ctx.spec.search.scheduler == "none":
@@ -243,7 +246,11 @@ def trial_scheduler(
         return FIFOScheduler()
     if history is None:
         history = rung_history(ctx.store, ctx.study_id)
-    return make_trial_scheduler(ctx.spec, on_decision, history)
+    scheduler = make_trial_scheduler(ctx.spec, on_decision, history)
+    follow = getattr(scheduler, "follow", None)  # a scheduler put in its place may lack it
+    if shared is not None and follow is not None:
+        follow(shared)
+    return scheduler
 
 
 # -- stopping ----------------------------------------------------------------------------------
@@ -374,7 +381,7 @@ def _fit(
     directory = run_dir(spec, options.run_dir)
     directory.mkdir(parents=True, exist_ok=True)
     history, core.start_history = core.start_history, None  # read once, when the core started
-    scheduler = trial_scheduler(ctx, DecisionLog(ctx.store, ctx.study_id), history)
+    scheduler = trial_scheduler(ctx, DecisionLog(ctx.store, ctx.study_id), history, core.shared)
     tuner = tune.Tuner(
         make_trainable(spec, trial_fn, artifacts_dir=str(directory)),
         tune_config=tune.TuneConfig(

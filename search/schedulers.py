@@ -109,10 +109,17 @@ class SchedulerCore(ABC):
 
     def rebuild(self, history: History) -> None:
         """Record stored results without deciding (and without calling ``on_decision``)."""
-        n = 0
-        for key, step, metrics in sorted(history, key=lambda h: (_sort_key(h[0]), h[1])):
-            n += self._record(key, step, metrics) is not None
+        n = self.record_results(history)
         log.info("scheduler rungs rebuilt from %d stored results", n)
+
+    def record_results(self, results: History) -> int:
+        """Record results without deciding: stored ones on resume, other drivers' while running.
+
+        A result already recorded at its rung is skipped. Returns how many were recorded."""
+        n = 0
+        for key, step, metrics in sorted(results, key=lambda h: (_sort_key(h[0]), h[1])):
+            n += self._record(key, step, metrics) is not None
+        return n
 
     @abstractmethod
     def _record(self, key: Hashable, step: float, values: Mapping[str, float]) -> Any: ...
@@ -346,6 +353,15 @@ class ParetoTrialScheduler(FIFOScheduler):
         self.step_key = step_key
         self.key_field = key_field
         self._n_stopped = 0
+        self._poll_shared: Callable[[], object] | None = None
+
+    def follow(self, shared: Any) -> None:
+        """Rank each result also among other drivers' results of the study.
+
+        ``shared`` is a :class:`~paretune.search.shared_results.SharedResults`: before each
+        decision it is polled (rate-limited), and what it delivers is recorded at its rung."""
+        shared.subscribe(lambda results: self.core.record_results(results))
+        self._poll_shared = shared.poll
 
     def set_search_properties(self, metric: str | None, mode: str | None, **spec: Any) -> bool:
         # The objectives and directions come from the study spec, never from Tune's single metric.
@@ -356,6 +372,8 @@ class ParetoTrialScheduler(FIFOScheduler):
         if step is None:
             return TrialScheduler.CONTINUE
         key = result.get(self.key_field, trial.trial_id)
+        if self._poll_shared is not None:
+            self._poll_shared()
         if self.core.on_result(key, step, result) == "stop":
             self._n_stopped += 1
             return TrialScheduler.STOP
@@ -363,6 +381,11 @@ class ParetoTrialScheduler(FIFOScheduler):
 
     def debug_string(self) -> str:
         return f"paretune {type(self.core).__name__}: {self._n_stopped} trials stopped"
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_poll_shared"] = None  # holds the store: Tune pickles its config (tuner.pkl)
+        return state
 
     def save(self, checkpoint_path: str) -> None:
         import pickle  # noqa: PLC0415

@@ -56,6 +56,7 @@ from .deepening import resume_attrs, resume_config
 from .fidelity import FidelityAwareAsker, History, record_violations
 from .hypervolume import HypervolumeRecorder, pareto_trials
 from .progress import ProgressState
+from .shared_results import SharedResults
 from .store import StudyInfo, StudyStore
 from .trainable import (
     ERROR_KEY,
@@ -249,9 +250,14 @@ class SearchCore:
         self._lock = threading.RLock()
         trials = self.trials()
         self._rejections = trailing_rejections(trials)
+        start_id = ctx.store.max_metric_id(ctx.study_id)  # before the history: overlap, no gap
         # the stored results, read once: the rung models here, the scheduler's rungs in the driver
         self.start_history: History | None = rung_history(ctx.store, ctx.study_id)
         self.asker = self._make_asker(trials, self.start_history)
+        # what other drivers of the study store from now on (``resume --join``)
+        self.shared = SharedResults(ctx.store, ctx.study_id, start_id)
+        self.shared.subscribe(self._learn_shared)
+        self._shared_trials: dict[int, Any] = {}
         self._refresh_progress(trials)
 
     # -- reading ----------------------------------------------------------------------------
@@ -287,6 +293,24 @@ class SearchCore:
     def _sample(self, trial: Any) -> Any:
         return sample_config(trial, self.spec, self.ctx.dims)
 
+    def _learn_shared(self, results: Sequence[tuple[int, int, dict[str, float]]]) -> None:
+        """Other drivers' results teach the rung models, as this driver's own do."""
+        with self._lock:
+            storage = self.study._storage
+            for number, step, metrics in results:
+                frozen = self._shared_trials.get(number)
+                if frozen is None:
+                    trial_id = storage.get_trial_id_from_study_id_trial_number(
+                        self.study._study_id, number
+                    )
+                    frozen = self._shared_trials[number] = storage.get_trial(trial_id)
+                if not frozen.params:
+                    continue
+                values = dict(metrics)
+                if "trainable_params" in frozen.user_attrs:
+                    values["trainable_params"] = float(frozen.user_attrs["trainable_params"])
+                self.asker.observe(frozen, step, values)
+
     @_store_failure_is_fatal
     def next_trial(self) -> dict[str, Any] | str | None:
         """A Ray config for the next trial, or FINISHED when the budget is spent or the study gave up.
@@ -296,6 +320,7 @@ class SearchCore:
         with self._lock, ask_lock(self.store, self.ctx.study_id):
             if self.stopping or self.gave_up or self.finished:
                 return FINISHED
+            self.shared.poll(force=True)  # other drivers' results, before the models are asked
             limit = self.spec.search.constraints.max_trainable_params
             while True:
                 if not self.budget().can_ask:
@@ -323,6 +348,7 @@ class SearchCore:
                         return FINISHED
                     continue
                 self._rejections = 0
+                self.shared.own(trial.number)
                 self.live[trial.number] = LiveTrial(
                     trial.number,
                     trial._trial_id,

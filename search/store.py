@@ -601,6 +601,30 @@ class StudyStore:
             return [dict(r._mapping) for r in s.execute(q)]
 
     @_retried
+    def metrics_after(self, study_id: int, after_id: int) -> list[dict[str, Any]]:
+        """Metric rows with an id above ``after_id`` (with their ``id``), in id order."""
+        q = (
+            select(
+                MetricRow.id,
+                MetricRow.trial_number,
+                MetricRow.step,
+                MetricRow.name,
+                MetricRow.value,
+            )
+            .where(MetricRow.study_id == study_id, MetricRow.id > after_id)
+            .order_by(MetricRow.id)
+        )
+        with self.session() as s:
+            return [dict(r._mapping) for r in s.execute(q)]
+
+    @_retried
+    def max_metric_id(self, study_id: int) -> int:
+        """The highest metric row id of the study (0 when it has none)."""
+        q = select(func.max(MetricRow.id)).where(MetricRow.study_id == study_id)
+        with self.session() as s:
+            return int(s.execute(q).scalar() or 0)
+
+    @_retried
     def log_event(
         self,
         study_id: int,

@@ -229,3 +229,45 @@ def test_highest_rung_validates_and_an_unknown_mode_is_one_line():
     message = str(e.value)
     assert "\n" not in message and "search.sampler_fidelity" in message, message
     assert StudySpec(study="t").search.sampler_fidelity == "highest-rung"
+
+
+def test_a_joined_driver_learns_from_the_other_drivers_results(stores, sqlite_url):
+    """Two drivers on one study (``resume --join``): each one's rung models and scheduler rungs
+    take the other's results, stored after it started, and its own ones once."""
+    from paretune.search.driver import trial_scheduler  # noqa: PLC0415
+
+    def with_params(core: SearchCore, n: int, step: int) -> dict[str, Any]:
+        """A result as the trainable reports it: the parameter count is an objective."""
+        attrs = core.study.get_trials(deepcopy=False)[n].user_attrs
+        return {**result(core, n, step), "trainable_params": float(attrs["trainable_params"])}
+
+    first = new_core(stores, sqlite_url, scheduler="mo-asha")
+    joined = resumed_core(stores, sqlite_url)  # started before any result was stored
+    decisions: list[dict[str, Any]] = []
+    scheduler = trial_scheduler(joined.ctx, decisions.append, [], joined.shared)
+    for _ in range(6):  # as run(): reach step 1: all six; step 3: four; step 9: two
+        n = first.next_trial()["trial_number"]
+        last = (1, 3, 9)[n % 3]
+        for step in (1, 3, 9):
+            if step < last:
+                first.on_result(n, with_params(first, n, step))
+        first.on_end(n, with_params(first, n, last))
+    assert [joined.asker.n_observations(k) for k in range(3)] == [0, 0, 0]
+
+    out = joined.next_trial()  # polls the store before its models are asked
+    assert [joined.asker.n_observations(k) for k in range(3)] == [6, 4, 2]
+    n = out["trial_number"]
+    mine = with_params(joined, n, 1)
+    joined.on_result(n, mine)
+
+    class RayTrial:
+        trial_id = "ray-trial"
+
+    scheduler.on_trial_result(None, RayTrial(), mine)
+    assert decisions[-1]["trial_number"] == n
+    assert decisions[-1]["n_at_rung"] == 7  # ranked among the first driver's six results
+    assert joined.shared.poll(force=True) == []  # its own result never comes back by polling
+    assert joined.asker.n_observations(0) == 7
+    assert [first.asker.n_observations(k) for k in range(3)] == [6, 4, 2]
+    first.shared.poll(force=True)  # and the first driver learns the joined one's result
+    assert first.asker.n_observations(0) == 7
