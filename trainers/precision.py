@@ -7,7 +7,7 @@ always: some (virtual) Xeons report AVX512-BF16 and multiply bf16 at half the fp
 without those instructions bf16 is emulated and slower still. So ``auto`` picks bf16 on a CPU only
 where the instructions exist *and* a short probe (two matrix products of a transformer layer's
 shape, timed once per process and thread count) shows bf16 clearly faster; on CUDA it picks bf16
-where the device supports it (the fused ops of ``paretune.kernels`` cast their inputs to the
+where the device supports it (the adapter ops of ``paretune.kernels`` cast their inputs to the
 autocast dtype and accumulate in fp32).
 """
 
