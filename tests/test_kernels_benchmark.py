@@ -28,6 +28,33 @@ def test_benchmark_without_cuda_prints_one_line_and_exits_0() -> None:
     ]
 
 
+def test_breakdown_without_cuda_prints_one_line_and_exits_0() -> None:
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
+    out = subprocess.run(
+        [sys.executable, str(SCRIPT.parent / "kernels_breakdown.py")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines() == [
+        "benchmarks/kernels_breakdown.py: no CUDA device, nothing to measure"
+    ]
+
+
+def test_breakdown_loads_the_kernels_benchmark_by_path() -> None:
+    """Not a package named ``kernels`` that happens to be importable: the script beside it."""
+    spec = importlib.util.spec_from_file_location(
+        "paretune_kernels_breakdown", SCRIPT.parent / "kernels_breakdown.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    bench = module._load_kernels_benchmark()
+    assert bench.GOAL == 1.3 and callable(bench.peft_lora)
+
+
 def _load_script(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
     spec = importlib.util.spec_from_file_location("paretune_kernel_benchmark", SCRIPT)
     assert spec is not None and spec.loader is not None
