@@ -33,7 +33,7 @@ import torch
 
 ENV_VAR = "PARETUNE_KERNELS"
 BACKENDS: tuple[str, ...] = ("auto", "triton", "torch")
-#: Input dtypes the Triton kernels take (others always use the reference under ``auto``).
+#: Input dtypes the Triton kernels take.
 TRITON_DTYPES: tuple[torch.dtype, ...] = (torch.float32, torch.float16, torch.bfloat16)
 
 
@@ -64,10 +64,7 @@ def triton_module(name: str) -> ModuleType:
 
 def use_triton(*tensors: torch.Tensor) -> bool:
     """Whether an op on these tensors (activations first) runs on Triton now."""
-    backend = selected_backend()
-    if backend == "torch":
-        return False
-    if backend == "auto":
+    if selected_backend() != "triton":  # ``auto`` is the reference too (see the module doc)
         return False
     on_cuda = all(t.is_cuda for t in tensors)
     supported = tensors[0].dtype in TRITON_DTYPES

@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from torch.autograd.function import once_differentiable
 
+from .reference import activation_fn
 from .triton_common import ACTIVATIONS, new_output
 from .triton_gemm import gemm, splitk
 
@@ -26,16 +27,8 @@ from .triton_gemm import gemm, splitk
 NARROW = 64
 
 
-def _activation(z: torch.Tensor, act: int) -> torch.Tensor:
-    """The kernels' activation (see ``triton_common.activation``) on a small fp32 tensor."""
-    if act == ACTIVATIONS["relu"]:
-        return torch.relu(z)
-    if act == ACTIVATIONS["gelu"]:
-        return torch.nn.functional.gelu(z)
-    return z
-
-
 def _activation_grad(z: torch.Tensor, act: int) -> torch.Tensor:
+    """``triton_common.activation_grad`` on a small fp32 tensor."""
     if act == ACTIVATIONS["relu"]:
         return (z > 0).to(z.dtype)
     if act == ACTIVATIONS["gelu"]:
@@ -65,7 +58,7 @@ class BottleneckAdapterFunction(torch.autograd.Function):
             z, _ = splitk(h2, w_down.t(), dtype=h.dtype)
             if b_down is not None:
                 z += b_down.float()
-            a = _activation(z, act).to(h.dtype)
+            a = activation_fn(activation, z).to(h.dtype)
         else:
             z = new_output((m, bottleneck), torch.float32, h.device)
             a = new_output((m, bottleneck), h.dtype, h.device)

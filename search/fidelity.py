@@ -292,14 +292,20 @@ class FidelityAwareAsker:
     def rebuild(self, history: History, trials: Iterable[Any]) -> None:
         """Refill the rung models from stored results: (trial_number, step, metrics) rows and
         the study's trials (FrozenTrials, for their parameters and distributions)."""
+        n = self.record_results(history, trials)
+        log.info("fidelity models rebuilt from %d stored results", n)
+
+    def record_results(self, results: History, trials: Iterable[Any]) -> int:
+        """Observe results of ``trials`` (stored ones on resume, other drivers' while running);
+        returns how many had a trial with parameters."""
         by_number = {t.number: t for t in trials}
         n = 0
-        for number, step, metrics in sorted(history, key=lambda h: (h[0], h[1])):
+        for number, step, metrics in sorted(results, key=lambda h: (h[0], h[1])):
             trial = by_number.get(number)
             if trial is not None and trial.params:
                 self.observe(trial, step, metrics)
                 n += 1
-        log.info("fidelity models rebuilt from %d stored results", n)
+        return n
 
     @staticmethod
     def _add(

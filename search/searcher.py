@@ -124,6 +124,20 @@ def rung_history(store: StudyStore, study_id: int) -> list[tuple[int, int, dict[
     return [(n, s, m) for (n, s), m in sorted(grouped.items())]
 
 
+def with_trainable_params(history: History, trials: Sequence[Any]) -> History:
+    """The results with each trial's ``trainable_params`` (an objective known before training,
+    kept on the trial) added where a stored result lacks it."""
+    params = {
+        t.number: float(t.user_attrs["trainable_params"])
+        for t in trials
+        if "trainable_params" in t.user_attrs
+    }
+    return [
+        (n, step, {"trainable_params": params[n], **m} if n in params else m)
+        for n, step, m in history
+    ]
+
+
 def requeued_numbers(trials: Sequence[Any]) -> set[int]:
     """Numbers of the trials that a retry replaced."""
     return {int(t.user_attrs["retry_of"]) for t in trials if "retry_of" in t.user_attrs}
@@ -278,16 +292,7 @@ class SearchCore:
             self.spec,
             constraints=functools.partial(constraint_violations, self.spec) if measured else None,
         )
-        params = {
-            t.number: float(t.user_attrs["trainable_params"])
-            for t in trials
-            if "trainable_params" in t.user_attrs
-        }
-        history = [
-            (n, step, {"trainable_params": params[n], **m} if n in params else m)
-            for n, step, m in stored
-        ]
-        asker.rebuild(history, trials)
+        asker.rebuild(with_trainable_params(stored, trials), trials)
         return asker
 
     def _sample(self, trial: Any) -> Any:
@@ -297,19 +302,13 @@ class SearchCore:
         """Other drivers' results teach the rung models, as this driver's own do."""
         with self._lock:
             storage = self.study._storage
-            for number, step, metrics in results:
-                frozen = self._shared_trials.get(number)
-                if frozen is None:
-                    trial_id = storage.get_trial_id_from_study_id_trial_number(
-                        self.study._study_id, number
-                    )
-                    frozen = self._shared_trials[number] = storage.get_trial(trial_id)
-                if not frozen.params:
-                    continue
-                values = dict(metrics)
-                if "trainable_params" in frozen.user_attrs:
-                    values["trainable_params"] = float(frozen.user_attrs["trainable_params"])
-                self.asker.observe(frozen, step, values)
+            for number in {n for n, _, _ in results} - set(self._shared_trials):
+                trial_id = storage.get_trial_id_from_study_id_trial_number(
+                    self.study._study_id, number
+                )
+                self._shared_trials[number] = storage.get_trial(trial_id)
+            trials = [self._shared_trials[n] for n in {n for n, _, _ in results}]
+            self.asker.record_results(with_trainable_params(results, trials), trials)
 
     @_store_failure_is_fatal
     def next_trial(self) -> dict[str, Any] | str | None:
