@@ -10,7 +10,8 @@ speed ratio against ``transformers.Trainer``.
 
 paretune runs with its defaults (frozen-prefix path and its cache on, ``precision: auto``:
 bf16 autocast where the CPU multiplies bf16 faster than fp32); ``paretune-nocache`` is the same
-with the cache off, so the cache's share shows; ``paretune-fp32`` is the defaults with ``precision: fp32``;
+with the cache off, so the cache's share shows; ``paretune-wholelast`` is the defaults with
+``first_token_head`` off (the last block computes every token, as a plain forward does); ``paretune-fp32`` is the defaults with ``precision: fp32``;
 ``paretune-warm`` times a second trial of the same plan in the same process, as in a study where
 a worker runs trial after trial: the frozen prefix's outputs come from the cache the first
 trial filled (trials of a study share the data order, so they meet the same examples).
@@ -47,7 +48,7 @@ BASE = """\
 study: speed
 model: minilm-l6
 task: {{dataset: vader-movies, max_length: 64, val_size: {val}, test_size: 500, seed: 0}}
-training: {{prefix_cache: {cache}, precision: {precision}}}
+training: {{prefix_cache: {cache}, precision: {precision}, first_token_head: {first_token}}}
 resources: {{cpus: {cpus}}}
 space:
   learning_rate: 0.002
@@ -77,9 +78,22 @@ class RunResult:
     accuracy: float = 0.0
 
 
-def spec_for(plan: str, *, cache: bool, val: int, cpus: int, precision: str = "auto") -> Any:
+def spec_for(
+    plan: str,
+    *,
+    cache: bool,
+    val: int,
+    cpus: int,
+    precision: str = "auto",
+    first_token: bool = True,
+) -> Any:
     text = BASE.format(
-        space=PLANS[plan], cache=str(cache).lower(), val=val, cpus=cpus, precision=precision
+        space=PLANS[plan],
+        cache=str(cache).lower(),
+        val=val,
+        cpus=cpus,
+        precision=precision,
+        first_token=str(first_token).lower(),
     )
     return parse_spec(text).spec
 
@@ -239,6 +253,7 @@ def run_plain_padded(spec: Any, steps: int) -> RunResult:
 TRAINERS: dict[str, Callable[[Any, int], RunResult]] = {
     "paretune": run_paretune,
     "paretune-nocache": run_paretune,
+    "paretune-wholelast": run_paretune,
     "paretune-fp32": run_paretune,
     "paretune-warm": run_paretune_warm,
     "hf-trainer+peft": run_hf_trainer,
@@ -259,11 +274,25 @@ def main(argv: list[str] | None = None) -> int:
         "--plans", default=",".join(PLANS), help="comma-separated subset of: " + ", ".join(PLANS)
     )
     ap.add_argument("--cpus", type=int, default=min(2, os.cpu_count() or 1))
+    ap.add_argument(
+        "--trainers",
+        default=None,
+        help="comma-separated subset of: "
+        + ", ".join(TRAINERS)
+        + " (paretune and one Trainer needed)",
+    )
     args = ap.parse_args(argv)
     steps = args.steps or (20 if args.quick else 100)
     rounds = args.rounds or (1 if args.quick else 3)
     val = 300 if args.quick else 1000
     trainers = ["paretune", *HF] if args.quick else list(TRAINERS)
+    if args.trainers:
+        trainers = [t for t in args.trainers.split(",") if t]
+        unknown = [t for t in trainers if t not in TRAINERS]
+        if unknown or "paretune" not in trainers or not set(HF) & set(trainers):
+            ap.error(
+                f"--trainers needs paretune and one of {', '.join(HF)}; unknown: {unknown or 'none'}"
+            )
     if not cpu_has_native_bf16():
         trainers = [t for t in trainers if t != "hf-trainer+peft-bf16"]
     if resolve_precision("auto", torch.device("cpu")) is None:
@@ -283,7 +312,7 @@ def main(argv: list[str] | None = None) -> int:
         FEATURES.clear()
         for r in range(rounds):
             for name in trainers if r % 2 == 0 else list(reversed(trainers)):
-                if name in ("paretune", "paretune-nocache"):
+                if name in ("paretune", "paretune-nocache", "paretune-wholelast"):
                     FEATURES.clear()  # a cold worker: the first trial of its kind
                 spec = spec_for(
                     plan,
@@ -291,6 +320,7 @@ def main(argv: list[str] | None = None) -> int:
                     val=val,
                     cpus=args.cpus,
                     precision="fp32" if name == "paretune-fp32" else "auto",
+                    first_token=name != "paretune-wholelast",
                 )
                 gc.collect()
                 res = TRAINERS[name](spec, steps)
@@ -312,23 +342,25 @@ def main(argv: list[str] | None = None) -> int:
         return statistics.median(t for r in results[(plan, name)] for t in r.step_seconds[2:])
 
     for plan in plans:
-        hf = step_median(plan, "hf-trainer+peft")
         best_hf = min(step_median(plan, name) for name in HF if name in trainers)
+        hf = step_median(plan, HF[0]) if HF[0] in trainers else float("nan")
         for name in trainers:
             runs = results[(plan, name)]
             med = step_median(plan, name)
             acc = statistics.median(r.accuracy for r in runs)
             peak = max(r.peak_mb for r in runs)
+            vs_hf = f"{hf / med:6.2f}x" if hf == hf else f"{'-':>7s}"  # nan: not run
             print(
                 f"{plan:22s} {name:20s} {med:8.4f} {peak:8.0f} {acc:8.3f}"
-                f" {hf / med:6.2f}x {best_hf / med:9.2f}x"
+                f" {vs_hf} {best_hf / med:9.2f}x"
             )
             if name == "paretune":
                 ratios.append(best_hf / med)
                 ratios_default.append(hf / med)
-    print(
-        f"paretune speed-up vs hf-trainer+peft as configured: {statistics.median(ratios_default):.2f}"
-    )
+    if HF[0] in trainers:
+        print(
+            f"paretune speed-up vs hf-trainer+peft as configured: {statistics.median(ratios_default):.2f}"
+        )
     print(f"paretune_speedup_vs_hf_trainer: {statistics.median(ratios):.2f}")
     return 0
 

@@ -226,6 +226,10 @@ class TrainingSpec(Strict):
     prefix_cache: bool = Field(
         True, description="reuse frozen-prefix outputs across steps and trials"
     )
+    first_token_head: bool = Field(
+        True,
+        description="the last block computes only the token the classifier reads (exact; BERT, RoBERTa)",
+    )
     precision: Literal["auto", "fp32", "bf16"] = Field(
         "auto",
         description="auto: bf16 autocast where the device multiplies bf16 faster than fp32, else fp32",

@@ -24,6 +24,8 @@ from torch import nn
 
 from paretune.spaces.architectures import ModelDims
 
+from .first_token import first_token_blocks
+
 CACHE_LIMIT_MB = float(os.environ.get("PARETUNE_PREFIX_CACHE_MB", "4096"))
 
 
@@ -101,6 +103,7 @@ class FrozenPrefix:
         *,
         cache: FeatureCache | None = FEATURES,
         cache_key: tuple[Any, ...] = (),
+        first_token: bool = False,
     ) -> None:
         if dims.embeddings is None:
             raise ValueError(f"the frozen-prefix path does not support {dims.arch}")
@@ -109,6 +112,7 @@ class FrozenPrefix:
         self.k = k
         self.cache = cache
         self.cache_key = cache_key
+        self.first_token = first_token  # the last block on the first token only (first_token.py)
         root = model.get_base_model() if hasattr(model, "get_base_model") else model
         self._blocks_parent, self._blocks_attr = _parent(root, dims.block_path)
         self._emb_parent, self._emb_attr = _parent(root, dims.embeddings)
@@ -195,7 +199,8 @@ class FrozenPrefix:
         split: str = "train",
     ) -> torch.Tensor:
         hidden = self.features(input_ids, attention_mask, examples, split)
-        suffix = nn.ModuleList(self.blocks[self.k :])
+        suffix = list(self.blocks[self.k :])
+        suffix = nn.ModuleList(first_token_blocks(suffix) if self.first_token else suffix)
         with (
             self._swap(self._emb_parent, self._emb_attr, _Feeder(hidden)),
             self._swap(self._blocks_parent, self._blocks_attr, suffix),

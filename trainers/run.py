@@ -22,6 +22,7 @@ from paretune.spaces.models import ModelSource
 from paretune.spaces.space import lowest_adapted_layer
 
 from .data import TokenizedSplits, prepare_data
+from .first_token import FirstTokenRunner, supports_first_token
 from .injectors import apply_plan, count_requires_grad
 from .loop import Reporter, train
 from .models import load_model, load_tokenizer, tokenizer_key
@@ -147,13 +148,14 @@ def prefix_runner(
     source_key: str,
     data: TokenizedSplits,
     precision: torch.dtype | None = None,
-) -> FrozenPrefix | None:
-    """The frozen-prefix path when the plan leaves blocks at the bottom untouched."""
-    if not spec.training.frozen_prefix or not supports_frozen_prefix(dims):
-        return None
+) -> FrozenPrefix | FirstTokenRunner | None:
+    """How a trial's forward pass runs: the frozen-prefix path when the plan leaves blocks at the
+    bottom untouched, and the last block on the first token only where the head reads nothing
+    else; None for the model's own forward."""
+    first_token = spec.training.first_token_head and supports_first_token(model, dims)
     k = lowest_adapted_layer(config.plan, dims)
-    if k == 0:
-        return None
+    if not spec.training.frozen_prefix or not supports_frozen_prefix(dims) or k == 0:
+        return FirstTokenRunner(model, dims) if first_token else None
     cache = FEATURES if spec.training.prefix_cache else None
     return FrozenPrefix(
         model,
@@ -161,6 +163,7 @@ def prefix_runner(
         k,
         cache=cache,
         cache_key=(source_key, data.key, spec.task.max_length, precision_name(precision)),
+        first_token=first_token,
     )
 
 
