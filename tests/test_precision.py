@@ -131,3 +131,42 @@ def test_prefix_cache_entries_are_kept_apart_by_precision(tmp_path):
     used = {key[3] for key in FEATURES.keys()}
     assert used == {"fp32", "bf16"}
     FEATURES.clear()
+
+
+@pytest.mark.parametrize("family", ["lora", "bitfit", "paca", "ia3"])
+def test_frozen_linears_held_in_bf16_change_no_bit_and_come_back(family):
+    """Autocast rounds frozen weights to bf16 at every call; holding them in bf16 for the whole
+    of training must give the same bits, and the float32 weights must return, even on error."""
+    spec = spec_of(SECTIONS[family])
+    dims = dims_from_config(resolve_model("tiny-bert").config)
+    net, _, data, pad = build_trial_model(spec, config_from_params({}, spec, dims))
+    ids = torch.tensor([data.train.input_ids[i][:12] + [pad] * (12 - len(data.train.input_ids[i][:12])) for i in range(4)])  # fmt: skip
+    mask = (ids != pad).long()
+    frozen = {n: p.detach().clone() for n, p in net.named_parameters() if not p.requires_grad}
+
+    def run():
+        net.zero_grad()
+        with P.autocast(torch.bfloat16, CPU):
+            out = net(input_ids=ids, attention_mask=mask).logits.float()
+        out.square().sum().backward()
+        return out, {n: p.grad.clone() for n, p in net.named_parameters() if p.grad is not None}
+
+    net.eval()
+    plain, plain_grads = run()
+    with P.frozen_linears_in(net, torch.bfloat16) as cast:
+        linears = [m for m in net.modules() if type(m) is torch.nn.Linear]
+        assert cast > 0 and all(
+            m.weight.dtype == (torch.float32 if m.weight.requires_grad else torch.bfloat16)
+            for m in linears
+        )
+        held, held_grads = run()
+    assert torch.equal(held, plain)
+    assert held_grads.keys() == plain_grads.keys()
+    assert all(torch.equal(held_grads[n], g) for n, g in plain_grads.items())
+    with pytest.raises(RuntimeError, match="boom"), P.frozen_linears_in(net, torch.bfloat16):
+        raise RuntimeError("boom")
+    for n, p in net.named_parameters():
+        if n in frozen:
+            assert p.dtype == torch.float32 and torch.equal(p, frozen[n]), n
+    with P.frozen_linears_in(net, None) as cast:  # fp32 training: nothing to do
+        assert cast == 0

@@ -24,7 +24,7 @@ from torch import nn
 from paretune.spaces.plan import Hyperparams
 
 from .cpu_dropout import fast_cpu_dropout
-from .precision import autocast
+from .precision import autocast, frozen_linears_in
 
 Reporter = Callable[[int, dict[str, float]], bool]
 CHECKPOINT = "checkpoint.pt"
@@ -339,7 +339,7 @@ def train(
     memory = PeakMemory(device)
     metrics: dict[str, float] = {}
     model.train()
-    with dropout_context(model, device):
+    with dropout_context(model, device), frozen_linears_in(model, precision):
         while state.step < max_steps:
             started = time.perf_counter()
             loss = trainer.step(state.step)

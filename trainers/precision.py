@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from typing import Literal
 
 import torch
+from torch import nn
 
 Precision = Literal["auto", "fp32", "bf16"]
 PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16")
@@ -89,6 +90,32 @@ def autocast(dtype: torch.dtype | None, device: torch.device) -> Iterator[None]:
         return
     with torch.autocast(device_type=device.type, dtype=dtype):
         yield
+
+
+@contextlib.contextmanager
+def frozen_linears_in(model: nn.Module, dtype: torch.dtype | None) -> Iterator[int]:
+    """Within the block, the frozen ``nn.Linear`` weights (and frozen biases) of ``model`` are
+    stored in ``dtype``; the float32 tensors come back on exit, error or not.
+
+    Autocast caches the casts of trainable leaves only, so it casts every frozen weight again on
+    every call: a MiniLM step re-reads its 10.6 M frozen weights in float32 and writes them in
+    bf16, about 340 casts a step. Autocast would round them to the same values, so logits and
+    gradients are bit-identical. Yields how many tensors were cast.
+    """
+    changed: list[tuple[nn.Parameter, torch.Tensor]] = []
+    if dtype is not None:
+        for module in model.modules():
+            if type(module) is not nn.Linear or module.weight.requires_grad:
+                continue
+            for param in (module.weight, module.bias):
+                if param is not None and not param.requires_grad and param.dtype != dtype:
+                    changed.append((param, param.data))
+                    param.data = param.data.to(dtype)
+    try:
+        yield len(changed)
+    finally:
+        for param, original in changed:
+            param.data = original
 
 
 def precision_name(dtype: torch.dtype | None) -> str:
