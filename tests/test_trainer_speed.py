@@ -59,3 +59,13 @@ def test_median_interval_brackets_the_median():
 
     lo, hi = paca_vs_lora.median_interval([float(v) for v in range(1, 201)])
     assert lo < 100.5 < hi and hi - lo < 30  # about 1.96 sqrt(200) order statistics wide
+
+
+def test_first_token_check_passes_its_checks_and_prints_the_three_timings(capsys):
+    import first_token_check  # noqa: PLC0415
+
+    assert first_token_check.main(["--device", "cpu", "--tokens", "16", "--reps", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "bit-identical logits and grads: True" in out
+    for variant in ("plain", "first-token ", "first-token+bf16-frozen"):
+        assert re.search(rf"{re.escape(variant)}\s*[0-9.]+ ms fwd\+bwd", out), variant
