@@ -170,3 +170,17 @@ def test_frozen_linears_held_in_bf16_change_no_bit_and_come_back(family):
             assert p.dtype == torch.float32 and torch.equal(p, frozen[n]), n
     with P.frozen_linears_in(net, None) as cast:  # fp32 training: nothing to do
         assert cast == 0
+    # past the memory cap nothing is cast: autocast casts at every call, as without this
+    copies_mb = sum(
+        p.numel() * 2 / 2**20
+        for m in net.modules()
+        if type(m) is torch.nn.Linear and not m.weight.requires_grad
+        for p in (m.weight, m.bias)
+        if p is not None and not p.requires_grad
+    )
+    with P.frozen_linears_in(net, torch.bfloat16, max_mb=copies_mb * 0.99) as cast:
+        assert cast == 0 and all(p.dtype == torch.float32 for p in net.parameters())
+        capped, _ = run()
+    assert torch.equal(capped, plain)
+    with P.frozen_linears_in(net, torch.bfloat16, max_mb=copies_mb * 1.01) as cast:
+        assert cast > 0

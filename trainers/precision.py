@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
 import time
 from collections.abc import Iterator
 from typing import Literal
@@ -93,24 +94,42 @@ def autocast(dtype: torch.dtype | None, device: torch.device) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def frozen_linears_in(model: nn.Module, dtype: torch.dtype | None) -> Iterator[int]:
+def frozen_linears_in(
+    model: nn.Module, dtype: torch.dtype | None, max_mb: float | None = None
+) -> Iterator[int]:
     """Within the block, the frozen ``nn.Linear`` weights (and frozen biases) of ``model`` are
     stored in ``dtype``; the float32 tensors come back on exit, error or not.
 
     Autocast caches the casts of trainable leaves only, so it casts every frozen weight again on
     every call: a MiniLM step re-reads its 10.6 M frozen weights in float32 and writes them in
-    bf16, about 340 casts a step. Autocast would round them to the same values, so logits and
-    gradients are bit-identical. Yields how many tensors were cast.
+    bf16 (74 casts a step). Autocast would round them to the same values, so logits and
+    gradients are bit-identical. The float32 tensors stay in memory meanwhile, so the copies
+    cost half the frozen weights' size again: past ``max_mb`` of copies (default
+    ``PARETUNE_BF16_FROZEN_MAX_MB``, 2048; a 7B model would need 13 GB) nothing is changed and
+    autocast casts as before. Yields how many tensors were cast.
     """
-    changed: list[tuple[nn.Parameter, torch.Tensor]] = []
+    limit = (
+        float(os.environ.get("PARETUNE_BF16_FROZEN_MAX_MB", "2048")) if max_mb is None else max_mb
+    )
+    frozen: dict[int, nn.Parameter] = {}
     if dtype is not None:
         for module in model.modules():
             if type(module) is not nn.Linear or module.weight.requires_grad:
                 continue
             for param in (module.weight, module.bias):
                 if param is not None and not param.requires_grad and param.dtype != dtype:
-                    changed.append((param, param.data))
-                    param.data = param.data.to(dtype)
+                    frozen[id(param)] = param  # a tied weight once
+    size_mb = (
+        sum(p.numel() for p in frozen.values())
+        * torch.finfo(dtype or torch.float32).bits
+        / 8
+        / 2**20
+    )
+    changed: list[tuple[nn.Parameter, torch.Tensor]] = []
+    if size_mb <= limit:
+        for param in frozen.values():
+            changed.append((param, param.data))
+            param.data = param.data.to(dtype)
     try:
         yield len(changed)
     finally:
