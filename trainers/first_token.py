@@ -90,10 +90,10 @@ class FirstTokenBlock(nn.Module):
         core = block.attention.self
         batch, length = hidden_states.shape[:2]
         first = hidden_states[:, :1]
-        heads = (batch, -1, core.attention_head_size)
-        query = core.query(first).view(batch, 1, *heads[1:]).transpose(1, 2)
-        key = core.key(hidden_states).view(batch, length, *heads[1:]).transpose(1, 2)
-        value = core.value(hidden_states).view(batch, length, *heads[1:]).transpose(1, 2)
+        size = core.attention_head_size  # [b, tokens, hidden] -> [b, heads, tokens, size]
+        query = core.query(first).view(batch, 1, -1, size).transpose(1, 2)
+        key = core.key(hidden_states).view(batch, length, -1, size).transpose(1, 2)
+        value = core.value(hidden_states).view(batch, length, -1, size).transpose(1, 2)
         mask = attention_mask
         if mask is not None and mask.dim() == 4 and mask.shape[-2] > 1:
             mask = mask[:, :, :1, :]  # the first query's row of a [b, 1, q, k] mask
