@@ -24,12 +24,10 @@ from torch import nn
 
 from paretune.spaces.architectures import ModelDims
 
+from .injectors.placement import hf_model, module_slot, swapped
+
 # the classification heads known to read position 0 of the last hidden state only
 FIRST_TOKEN_HEADS = ("BertForSequenceClassification", "RobertaForSequenceClassification")
-
-
-def _hf_model(model: nn.Module) -> nn.Module:
-    return model.get_base_model() if hasattr(model, "get_base_model") else model
 
 
 def _block_fits(block: nn.Module) -> bool:
@@ -47,9 +45,9 @@ def _block_fits(block: nn.Module) -> bool:
 
 def supports_first_token(model: nn.Module, dims: ModelDims) -> bool:
     """The model's head reads only position 0 and its last block has the expected parts."""
-    if dims.arch != "bert" or type(_hf_model(model)).__name__ not in FIRST_TOKEN_HEADS:
+    if dims.arch != "bert" or type(hf_model(model)).__name__ not in FIRST_TOKEN_HEADS:
         return False
-    blocks = _hf_model(model).get_submodule(dims.block_path)
+    blocks = hf_model(model).get_submodule(dims.block_path)
     return len(blocks) > 0 and _block_fits(blocks[-1])
 
 
@@ -122,9 +120,7 @@ class FirstTokenRunner:
 
     def __init__(self, model: nn.Module, dims: ModelDims) -> None:
         self.model = model
-        root = _hf_model(model)
-        head, _, attr = dims.block_path.rpartition(".")
-        self._parent, self._attr = root.get_submodule(head), attr
+        self._parent, self._attr = module_slot(hf_model(model), dims.block_path)
 
     def logits(
         self,
@@ -133,9 +129,6 @@ class FirstTokenRunner:
         examples: list[int] | None = None,
         split: str = "train",
     ) -> torch.Tensor:
-        blocks = self._parent._modules[self._attr]
-        self._parent._modules[self._attr] = nn.ModuleList(first_token_blocks(list(blocks)))
-        try:
+        blocks = list(getattr(self._parent, self._attr))
+        with swapped(self._parent, self._attr, nn.ModuleList(first_token_blocks(blocks))):
             return self.model(input_ids=input_ids, attention_mask=attention_mask).logits
-        finally:
-            self._parent._modules[self._attr] = blocks

@@ -108,28 +108,22 @@ def frozen_linears_in(
     ``PARETUNE_BF16_FROZEN_MAX_MB``, 2048; a 7B model would need 13 GB) nothing is changed and
     autocast casts as before. Yields how many tensors were cast.
     """
+    if dtype is None:  # fp32 training: no casts to save
+        yield 0
+        return
     limit = (
         float(os.environ.get("PARETUNE_BF16_FROZEN_MAX_MB", "2048")) if max_mb is None else max_mb
     )
-    frozen: dict[int, nn.Parameter] = {}
-    if dtype is not None:
-        for module in model.modules():
-            if type(module) is not nn.Linear or module.weight.requires_grad:
-                continue
+    frozen: dict[int, nn.Parameter] = {}  # by id: a tied weight once
+    for module in model.modules():
+        if type(module) is nn.Linear and not module.weight.requires_grad:
             for param in (module.weight, module.bias):
                 if param is not None and not param.requires_grad and param.dtype != dtype:
-                    frozen[id(param)] = param  # a tied weight once
-    size_mb = (
-        sum(p.numel() for p in frozen.values())
-        * torch.finfo(dtype or torch.float32).bits
-        / 8
-        / 2**20
-    )
-    changed: list[tuple[nn.Parameter, torch.Tensor]] = []
-    if size_mb <= limit:
-        for param in frozen.values():
-            changed.append((param, param.data))
-            param.data = param.data.to(dtype)
+                    frozen[id(param)] = param
+    size_mb = sum(p.numel() for p in frozen.values()) * dtype.itemsize / 2**20
+    changed = [] if size_mb > limit else [(p, p.data) for p in frozen.values()]
+    for param, original in changed:
+        param.data = original.to(dtype)
     try:
         yield len(changed)
     finally:

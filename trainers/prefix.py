@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -25,6 +23,7 @@ from torch import nn
 from paretune.spaces.architectures import ModelDims
 
 from .first_token import first_token_blocks
+from .injectors.placement import hf_model, module_slot, swapped
 
 CACHE_LIMIT_MB = float(os.environ.get("PARETUNE_PREFIX_CACHE_MB", "4096"))
 
@@ -79,11 +78,6 @@ class _Feeder(nn.Module):
         return self.hidden
 
 
-def _parent(root: nn.Module, path: str) -> tuple[nn.Module, str]:
-    head, _, attr = path.rpartition(".")
-    return (root.get_submodule(head) if head else root), attr
-
-
 def supports_frozen_prefix(dims: ModelDims) -> bool:
     return dims.embeddings is not None
 
@@ -113,20 +107,11 @@ class FrozenPrefix:
         self.cache = cache
         self.cache_key = cache_key
         self.first_token = first_token  # the last block on the first token only (first_token.py)
-        root = model.get_base_model() if hasattr(model, "get_base_model") else model
-        self._blocks_parent, self._blocks_attr = _parent(root, dims.block_path)
-        self._emb_parent, self._emb_attr = _parent(root, dims.embeddings)
+        root = hf_model(model)
+        self._blocks_parent, self._blocks_attr = module_slot(root, dims.block_path)
+        self._emb_parent, self._emb_attr = module_slot(root, dims.embeddings)
         self.blocks: nn.ModuleList = getattr(self._blocks_parent, self._blocks_attr)
         self.embeddings: nn.Module = getattr(self._emb_parent, self._emb_attr)
-
-    @contextmanager
-    def _swap(self, parent: nn.Module, attr: str, module: nn.Module) -> Iterator[None]:
-        original = parent._modules[attr]
-        parent._modules[attr] = module
-        try:
-            yield
-        finally:
-            parent._modules[attr] = original
 
     def _compute(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """Run embeddings and blocks 0..k-1 (eval mode, no grad) and return block k's input."""
@@ -146,7 +131,7 @@ class FrozenPrefix:
                 m.eval()
             with (
                 torch.no_grad(),
-                self._swap(
+                swapped(
                     self._blocks_parent, self._blocks_attr, nn.ModuleList(self.blocks[: self.k])
                 ),
             ):
@@ -202,7 +187,7 @@ class FrozenPrefix:
         suffix = list(self.blocks[self.k :])
         suffix = nn.ModuleList(first_token_blocks(suffix) if self.first_token else suffix)
         with (
-            self._swap(self._emb_parent, self._emb_attr, _Feeder(hidden)),
-            self._swap(self._blocks_parent, self._blocks_attr, suffix),
+            swapped(self._emb_parent, self._emb_attr, _Feeder(hidden)),
+            swapped(self._blocks_parent, self._blocks_attr, suffix),
         ):
             return self.model(input_ids=input_ids, attention_mask=attention_mask).logits

@@ -22,10 +22,26 @@ def hf_model(model: nn.Module) -> nn.Module:
     return model
 
 
+def module_slot(root: nn.Module, path: str) -> tuple[nn.Module, str]:
+    """(parent, attribute) of the module at ``path`` under ``root``."""
+    head, _, attr = path.rpartition(".")
+    return (root.get_submodule(head) if head else root), attr
+
+
+@contextmanager
+def swapped(parent: nn.Module, attr: str, module: nn.Module) -> Iterator[None]:
+    """``module`` stands in for ``parent.attr`` within the block (no hooks moved, nothing kept)."""
+    original = parent._modules[attr]
+    parent._modules[attr] = module
+    try:
+        yield
+    finally:
+        parent._modules[attr] = original
+
+
 def projection_slot(root: nn.Module, path: str) -> tuple[nn.Module, str]:
     """(parent, attribute) holding the projection itself: under a peft tuner layer, its base layer."""
-    head, _, attr = path.rpartition(".")
-    parent = root.get_submodule(head) if head else root
+    parent, attr = module_slot(root, path)
     module = getattr(parent, attr)
     while hasattr(module, "base_layer"):  # peft's BaseTunerLayer
         parent, attr, module = module, "base_layer", module.base_layer
