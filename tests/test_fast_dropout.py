@@ -26,6 +26,74 @@ def test_the_mask_keeps_each_element_with_probability_one_minus_p(p: float) -> N
     assert fast_dropout.quantised_p(p) == pytest.approx(p, abs=1 / 65536)
 
 
+def splitmix64(state: int, count: int) -> list[int]:
+    """SplitMix64 as published, in Python integers."""
+    mask, out = (1 << 64) - 1, []
+    for _ in range(count):
+        state = (state + 0x9E3779B97F4A7C15) & mask
+        z = state
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & mask
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & mask
+        out.append(z ^ (z >> 31))
+    return out
+
+
+def test_the_words_are_splitmix64_from_a_start_drawn_from_the_generator() -> None:
+    words = fast_dropout.random_words(1000, generator=torch.Generator().manual_seed(5))
+    start = torch.randint(
+        -(2**63), 2**63 - 1, (1,), dtype=torch.int64, generator=torch.Generator().manual_seed(5)
+    )
+    want = splitmix64(start.item() & ((1 << 64) - 1), 1000)
+    assert [w & ((1 << 64) - 1) for w in words.tolist()] == want
+
+
+def test_every_bit_of_the_uniforms_is_a_fair_coin() -> None:
+    """A wrong shift or multiply in the hash shows as biased bits long before it shows in a rate."""
+    words = fast_dropout.random_words(1_000_000, generator=torch.Generator().manual_seed(3))
+    slices = words.view(torch.int16).to(torch.int32) & 0xFFFF
+    for bit in range(16):
+        ones = ((slices >> bit) & 1).float().mean().item()
+        assert abs(ones - 0.5) < 2e-3, (bit, ones)  # 4e6 draws: standard error 2.5e-4
+    # consecutive words are not correlated either (1e6 pairs: standard error 1e-3)
+    a, b = slices[0:-4:4].float(), slices[4::4].float()
+    assert abs(torch.corrcoef(torch.stack([a, b]))[0, 1].item()) < 5e-3
+
+
+def test_dropout_applies_keep_mask_for_the_same_generator_state() -> None:
+    x = torch.ones(300, 7)
+    keep = fast_dropout.keep_mask(x.shape, 0.4, generator=torch.Generator().manual_seed(9))
+    y = fast_dropout.dropout(x, 0.4, generator=torch.Generator().manual_seed(9))
+    assert torch.equal(y != 0, keep)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_the_scale_is_exact_in_each_dtype(dtype: torch.dtype) -> None:
+    """bf16 cannot hold 1 / (1 - p): the kept values must be x scaled as F.dropout scales them."""
+    x = (torch.rand(256, 64) + 0.5).to(dtype).requires_grad_(True)
+    y = fast_dropout.dropout(x, 0.1, generator=torch.Generator().manual_seed(4))
+    assert y.dtype == dtype
+    kept = y != 0
+    scale = 1 / (1 - fast_dropout.quantised_p(0.1))
+    assert torch.equal(y[kept], x.detach()[kept].mul(scale))  # one rounding, of the true product
+    g = torch.randn(256, 64).to(dtype)
+    y.backward(g)
+    assert torch.equal(x.grad, (g * kept).mul_(scale))
+
+
+def test_threads_draw_their_own_masks() -> None:
+    """The word buffers are per thread: concurrent draws do not overwrite each other's."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def draw(seed: int) -> torch.Tensor:
+        g = torch.Generator().manual_seed(seed)
+        return fast_dropout.dropout(torch.ones(200_000), 0.5, generator=g)
+
+    with ThreadPoolExecutor(4) as pool:
+        got = list(pool.map(draw, [1, 2, 3, 4] * 4))
+    for seed, value in zip([1, 2, 3, 4] * 4, got, strict=True):
+        assert torch.equal(value, draw(seed))
+
+
 def test_dropout_preserves_the_mean_and_its_gradient_is_the_mask() -> None:
     torch.manual_seed(1)
     x = torch.rand(512, 512) + 0.5  # no zeros, so the output's zeros are the dropped elements
@@ -96,7 +164,7 @@ def test_training_forward_draws_no_bernoulli_masks() -> None:
             model(**padded_batch()).logits.sum().backward()
     names = {e.key for e in prof.key_averages()}
     assert "aten::bernoulli_" not in names
-    assert "aten::random_" in names  # the masks were drawn, the fast way
+    assert "aten::bitwise_xor_" in names  # the masks were hashed, the fast way
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
         model(**padded_batch())
     assert "aten::bernoulli_" in {e.key for e in prof.key_averages()}  # restored on exit

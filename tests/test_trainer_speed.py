@@ -69,3 +69,28 @@ def test_first_token_check_passes_its_checks_and_prints_the_three_timings(capsys
     assert "bit-identical logits and grads: True" in out
     for variant in ("plain", "first-token ", "first-token+bf16-frozen"):
         assert re.search(rf"{re.escape(variant)}\s*[0-9.]+ ms fwd\+bwd", out), variant
+
+
+def test_dropout_masks_times_every_variant_and_restores_paretune_dropout(capsys):
+    import dropout_masks  # noqa: PLC0415
+
+    from paretune.kernels import fast_dropout  # noqa: PLC0415
+
+    original = fast_dropout.dropout
+    threads = torch.get_num_threads()
+    try:
+        assert dropout_masks.main(["--calls", "2", "--rounds", "1", "--cpus", "1"]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    assert fast_dropout.dropout is original  # the step comparison put paretune's masks back
+    out = capsys.readouterr().out.strip().splitlines()
+    rows = [line for line in out if line.startswith(("attention probs", "hidden states"))]
+    assert len(rows) == 4  # two tensors, fp32 and bf16
+    for row in rows:
+        *times, ratio = row.split()[-4:]
+        assert all(float(t) > 0 for t in times) and ratio.endswith("x")
+    steps = next(line for line in out if line.startswith("MiniLM-L6 step"))
+    for variant in ("F.dropout", "mt-words", "paretune"):
+        assert re.search(rf"{re.escape(variant)} \d+\.\d{{4}}", steps), variant
+    match = re.fullmatch(r"dropout_step_speedup_vs_torch: (\d+\.\d{3})", out[-1])
+    assert match and float(match.group(1)) > 0
