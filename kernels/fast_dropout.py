@@ -14,12 +14,12 @@ same-dtype multiply (a multiply by a boolean mask is 8x slower for bf16 tensors)
 mask holds 0 or ``1 / (1 - p)``, one multiply; bf16 would round that scale by up to 0.4 %, so
 there the mask holds 0 or 1 and the scale is a second multiply by a number, as ``F.dropout``
 applies it. The saved mask costs the tensor's element size (2 bytes under bf16) where a boolean
-one cost 1. The words live in per-thread scratch buffers: a fresh megabyte-sized tensor costs a
-page fault per 4 KB written, which took longer than the hashing. Hashing the mask again in the
-backward instead of saving it made a MiniLM step's dropout dearer: 13.8 against 10.6 ms.
-``benchmarks/dropout_masks.py`` times this against ``F.dropout``; ``tests/test_fast_dropout.py``
-checks the words against SplitMix64, the rate and the independence of the mask bits. The Triton
-kernels keep Philox, which costs nothing on a GPU.
+one cost 1. The words live in per-thread scratch buffers: drawing them into fresh tensors (three
+of them, for the shifts) took 12.2 ms a MiniLM step against 7.2 with the buffers reused. Hashing
+the mask again in the backward instead of saving it made a MiniLM step's dropout dearer: 13.8
+against 10.6 ms. ``benchmarks/dropout_masks.py`` times this against ``F.dropout``;
+``tests/test_fast_dropout.py`` checks the words against SplitMix64, the rate and the
+independence of the mask bits. The Triton kernels keep Philox, which costs nothing on a GPU.
 """
 
 from __future__ import annotations
