@@ -205,3 +205,19 @@ def test_the_swap_is_undone_and_changes_no_names_or_eval_outputs() -> None:
         torch.testing.assert_close(model(**padded_batch()).logits, before)
     assert model.config._attn_implementation == "sdpa"
     assert not any(type(m) is FastDropout for m in model.modules())
+
+
+def test_eval_mode_attention_inside_training_takes_the_math_path() -> None:
+    """The frozen prefix and the evaluations run in eval mode inside ``train()``: there the math
+    path is faster than sdpa's CPU flash kernel, and computes the same attention."""
+    model = tiny_bert(0.1).eval()
+    flash = "aten::_scaled_dot_product_flash_attention_for_cpu"
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        want = model(**padded_batch()).logits
+    assert flash in {e.key for e in prof.key_averages()}  # sdpa outside the block
+    with fast_cpu_dropout(model):
+        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+            got = model(**padded_batch()).logits
+    names = {e.key for e in prof.key_averages()}
+    assert flash not in names and "aten::_softmax" in names
+    torch.testing.assert_close(got, want)

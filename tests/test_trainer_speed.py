@@ -94,3 +94,22 @@ def test_dropout_masks_times_every_variant_and_restores_paretune_dropout(capsys)
         assert re.search(rf"{re.escape(variant)} \d+\.\d{{4}}", steps), variant
     match = re.fullmatch(r"dropout_step_speedup_vs_torch: (\d+\.\d{3})", out[-1])
     assert match and float(match.group(1)) > 0
+
+
+def test_eval_attention_compares_the_two_paths_and_restores_paretune_attention(capsys):
+    import eval_attention  # noqa: PLC0415
+    from transformers import AttentionInterface  # noqa: PLC0415
+
+    from paretune.trainers import cpu_dropout  # noqa: PLC0415
+
+    threads = torch.get_num_threads()
+    try:
+        assert eval_attention.main(["--rounds", "2", "--cpus", "1"]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    registered = AttentionInterface()[cpu_dropout.ATTENTION_NAME]
+    assert registered is cpu_dropout.cpu_sdpa_attention  # the timed variant was put back
+    out = capsys.readouterr().out.strip().splitlines()
+    assert re.search(r"paretune \d+\.\d{4}, sdpa in eval \d+\.\d{4}", out[-2])
+    match = re.fullmatch(r"eval_attention_step_speedup: (\d+\.\d{4}) \((\d) of 2 won\)", out[-1])
+    assert match and float(match.group(1)) > 0

@@ -7,11 +7,14 @@ per element, which on a 2-core Xeon was 15 % of an fp32 training step of MiniLM 
 - every plain ``nn.Dropout`` a ``FastDropout`` (a class swap: no parameter or state-dict name
   changes; the masks come from ``paretune.kernels.fast_dropout``, drawn from torch's default
   generator so ``torch.manual_seed`` still fixes them);
-- models that use the ``sdpa`` attention of transformers use ``paretune_cpu_sdpa``: in training
-  with attention dropout on CPU tensors it computes softmax attention itself with the fast mask
+- models that use the ``sdpa`` attention of transformers use ``paretune_cpu_sdpa``: on CPU
+  tensors it computes softmax attention itself, with the fast mask when attention dropout is on
   (what ``sdpa`` does there anyway: its CPU flash kernel has no dropout, so it falls back to the
-  math path); every other call goes to ``sdpa`` unchanged (evaluation, no dropout, CUDA, grouped
-  or causal-without-mask attention, position bias, caches).
+  math path). Eval-mode calls inside the block (the frozen prefix, the evaluations at the rungs)
+  take the same path: it makes MiniLM's top-half LoRA step 1.034x faster than sdpa's CPU flash
+  kernel does in bf16 and 1.013x in fp32 (``benchmarks/eval_attention.py``). Every
+  other call goes to ``sdpa`` unchanged (CUDA, grouped or causal-without-mask attention,
+  position bias, caches, attention weights asked for).
 
 Same distribution, different random stream; CUDA tensors always take torch's own dropout.
 """
@@ -64,9 +67,7 @@ def cpu_sdpa_attention(
     """transformers' attention-function signature: [b, h, q, d] in, [b, q, h, d] out."""
     from transformers.integrations.sdpa_attention import sdpa_attention_forward  # noqa: PLC0415
 
-    if not (
-        dropout > 0.0 and module.training and _simple_enough(module, query, attention_mask, kwargs)
-    ):
+    if not _simple_enough(module, query, attention_mask, kwargs):
         return sdpa_attention_forward(
             module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs
         )
@@ -78,7 +79,8 @@ def cpu_sdpa_attention(
         else:
             scores = scores + attention_mask[..., : key.shape[-2]]
     probs = torch.softmax(scores, dim=-1, dtype=torch.float32).to(value.dtype)
-    probs = fast_dropout.dropout(probs, dropout)
+    if dropout > 0.0 and module.training:
+        probs = fast_dropout.dropout(probs, dropout)
     return torch.matmul(probs, value).transpose(1, 2).contiguous(), None
 
 
