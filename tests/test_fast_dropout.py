@@ -221,3 +221,15 @@ def test_eval_mode_attention_inside_training_takes_the_math_path() -> None:
     names = {e.key for e in prof.key_averages()}
     assert flash not in names and "aten::_softmax" in names
     torch.testing.assert_close(got, want)
+
+
+def test_long_eval_mode_attention_keeps_sdpa(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Beyond EVAL_MATH_MAX_KEYS key tokens sdpa's flash kernel is faster: calls go there."""
+    monkeypatch.setattr(cpu_dropout, "EVAL_MATH_MAX_KEYS", 5)  # the batch is 10 tokens wide
+    model = tiny_bert(0.1).eval()
+    with fast_cpu_dropout(model):
+        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+            model(**padded_batch())
+    assert "aten::_scaled_dot_product_flash_attention_for_cpu" in {
+        e.key for e in prof.key_averages()
+    }

@@ -11,10 +11,11 @@ per element, which on a 2-core Xeon was 15 % of an fp32 training step of MiniLM 
   tensors it computes softmax attention itself, with the fast mask when attention dropout is on
   (what ``sdpa`` does there anyway: its CPU flash kernel has no dropout, so it falls back to the
   math path). Eval-mode calls inside the block (the frozen prefix, the evaluations at the rungs)
-  take the same path: it makes MiniLM's top-half LoRA step 1.034x faster than sdpa's CPU flash
-  kernel does in bf16 and 1.013x in fp32 (``benchmarks/eval_attention.py``). Every
-  other call goes to ``sdpa`` unchanged (CUDA, grouped or causal-without-mask attention,
-  position bias, caches, attention weights asked for).
+  take the same path up to ``EVAL_MATH_MAX_KEYS`` tokens: it makes MiniLM's top-half LoRA step
+  1.034x faster than sdpa's CPU flash kernel does in bf16 and 1.013x in fp32
+  (``benchmarks/eval_attention.py``, 64 tokens at most). Every other call goes to ``sdpa``
+  unchanged (longer eval-mode calls, CUDA, grouped or causal-without-mask attention, position
+  bias, caches, attention weights asked for).
 
 Same distribution, different random stream; CUDA tensors always take torch's own dropout.
 """
@@ -31,6 +32,9 @@ from torch import nn
 from paretune.kernels import fast_dropout
 
 ATTENTION_NAME = "paretune_cpu_sdpa"
+# Calls without dropout take the math path up to this many key tokens (measured faster than
+# sdpa's CPU flash kernel in MiniLM steps at up to 64); beyond it flash wins (2.4-3x at 512).
+EVAL_MATH_MAX_KEYS = 64
 
 
 class FastDropout(nn.Dropout):
@@ -67,7 +71,9 @@ def cpu_sdpa_attention(
     """transformers' attention-function signature: [b, h, q, d] in, [b, q, h, d] out."""
     from transformers.integrations.sdpa_attention import sdpa_attention_forward  # noqa: PLC0415
 
-    if not _simple_enough(module, query, attention_mask, kwargs):
+    masks = dropout > 0.0 and module.training
+    too_long = not masks and key.shape[-2] > EVAL_MATH_MAX_KEYS
+    if too_long or not _simple_enough(module, query, attention_mask, kwargs):
         return sdpa_attention_forward(
             module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs
         )
@@ -79,7 +85,7 @@ def cpu_sdpa_attention(
         else:
             scores = scores + attention_mask[..., : key.shape[-2]]
     probs = torch.softmax(scores, dim=-1, dtype=torch.float32).to(value.dtype)
-    if dropout > 0.0 and module.training:
+    if masks:
         probs = fast_dropout.dropout(probs, dropout)
     return torch.matmul(probs, value).transpose(1, 2).contiguous(), None
 
