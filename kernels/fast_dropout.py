@@ -14,12 +14,12 @@ same-dtype multiply (a multiply by a boolean mask is 8x slower for bf16 tensors)
 mask holds 0 or ``1 / (1 - p)``, one multiply; bf16 would round that scale by up to 0.4 %, so
 there the mask holds 0 or 1 and the scale is a second multiply by a number, as ``F.dropout``
 applies it. The saved mask costs the tensor's element size (2 bytes under bf16) where a boolean
-one cost 1. The words live in per-thread scratch buffers: drawing them into fresh tensors (three
-of them, for the shifts) took 12.2 ms a MiniLM step against 7.2 with the buffers reused. Hashing
-the mask again in the backward instead of saving it made a MiniLM step's dropout dearer: 13.8
-against 10.6 ms. ``benchmarks/dropout_masks.py`` times this against ``F.dropout``;
-``tests/test_fast_dropout.py`` checks the words against SplitMix64, the rate and the
-independence of the mask bits. The Triton kernels keep Philox, which costs nothing on a GPU.
+one cost 1. The words live in per-thread scratch buffers (up to 32 MB each): drawing them into
+fresh tensors (three of them, for the shifts) took 12.2 ms a MiniLM step against 7.2 with the
+buffers reused. Hashing the mask again in the backward instead of saving it made a MiniLM step's
+dropout dearer: 13.8 against 10.6 ms. ``benchmarks/dropout_masks.py`` times this against
+``F.dropout``; ``tests/test_fast_dropout.py`` checks the words against SplitMix64, the rate and
+the independence of the mask bits. The Triton kernels keep Philox, which costs nothing on a GPU.
 """
 
 from __future__ import annotations
@@ -106,21 +106,31 @@ def keep_mask(
     return (words.view(torch.int16)[:numel] >= _threshold(p)).view(shape)
 
 
+SCRATCH_MAX_WORDS = 1 << 22  # 32 MB per buffer, three buffers: larger masks use fresh tensors
+
+
 class _Scratch(threading.local):
-    """This thread's counter and word buffers per device, grown to the largest mask drawn."""
+    """This thread's counter and word buffers per device, grown to the largest mask drawn up to
+    ``SCRATCH_MAX_WORDS`` words (a [32, 12, 512, 512] attention mask would otherwise hold 600 MB
+    for the life of the thread)."""
 
     def __init__(self) -> None:
         self.words: dict[torch.device, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
 
-    def uniform16(self, numel: int, start: torch.Tensor) -> torch.Tensor:
-        """``numel`` 16-bit uniforms hashed from ``start``, valid until this thread's next call."""
-        device, count = start.device, -(-numel // _UNIFORMS_PER_WORD)
+    def buffers(self, count: int, device: torch.device) -> tuple[torch.Tensor, ...]:
+        if count > SCRATCH_MAX_WORDS:
+            counter = _counter(count, device)
+            return counter, torch.empty_like(counter), torch.empty_like(counter)
         held = self.words.get(device)
         if held is None or held[0].numel() < count:
             counter = _counter(max(count, 1024), device)
             held = (counter, torch.empty_like(counter), torch.empty_like(counter))
             self.words[device] = held
-        counter, words, tmp = (t[:count] for t in held)
+        return tuple(t[:count] for t in held)
+
+    def uniform16(self, numel: int, start: torch.Tensor) -> torch.Tensor:
+        """``numel`` 16-bit uniforms hashed from ``start``, valid until this thread's next call."""
+        counter, words, tmp = self.buffers(-(-numel // _UNIFORMS_PER_WORD), start.device)
         _hash_into(words, counter, tmp, start)
         return words.view(torch.int16)[:numel]
 

@@ -94,6 +94,18 @@ def test_threads_draw_their_own_masks() -> None:
         assert torch.equal(value, draw(seed))
 
 
+def test_masks_beyond_the_scratch_limit_are_the_same_and_not_held(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    x = torch.ones(4000)
+    want = fast_dropout.dropout(x, 0.3, generator=torch.Generator().manual_seed(2))
+    fast_dropout._SCRATCH.words.clear()
+    monkeypatch.setattr(fast_dropout, "SCRATCH_MAX_WORDS", 100)  # 4000 elements: 1000 words
+    got = fast_dropout.dropout(x, 0.3, generator=torch.Generator().manual_seed(2))
+    assert torch.equal(got, want)
+    assert not fast_dropout._SCRATCH.words  # nothing kept for the thread
+
+
 def test_dropout_preserves_the_mean_and_its_gradient_is_the_mask() -> None:
     torch.manual_seed(1)
     x = torch.rand(512, 512) + 0.5  # no zeros, so the output's zeros are the dropped elements
