@@ -69,18 +69,48 @@ _TRANSIENT = re.compile(
 )
 
 
-def is_transient(exc: BaseException) -> bool:
-    """True for a database error worth retrying (see ``_TRANSIENT``), looking down the chain."""
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    """``exc`` and the exceptions it was raised from or during, each once."""
     seen: set[int] = set()
     e: BaseException | None = exc
     while e is not None and id(e) not in seen:
         seen.add(id(e))
-        if isinstance(e, DBAPIError) and e.connection_invalidated:
-            return True
-        if _TRANSIENT.search(str(e)):
-            return True
+        yield e
         e = e.__cause__ or e.__context__
-    return False
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True for a database error worth retrying (see ``_TRANSIENT``), looking down the chain."""
+    return any(
+        (isinstance(e, DBAPIError) and e.connection_invalidated) or _TRANSIENT.search(str(e))
+        for e in _chain(exc)
+    )
+
+
+# Another process creating the same tables at the same moment. PostgreSQL's CREATE TABLE checks
+# for the name before it inserts the table's type row, so two concurrent creators (a driver
+# starting and a dashboard or ``status`` opening the same fresh database) collide on that row;
+# the loser only has to look again.
+_CONCURRENT_CREATE = re.compile(
+    r"pg_type_typname_nsp_index|pg_class_relname_nsp_index|(relation|type|index) \S+ already exists",
+    re.IGNORECASE,
+)
+SCHEMA_ATTEMPTS = 5
+
+
+def creating_schema(call: Callable[[], T], masked_url: str) -> T:
+    """Run ``call``, which creates tables; again when a concurrent creator beat it to one."""
+    for attempt in range(1, SCHEMA_ATTEMPTS + 1):
+        try:
+            return call()
+        except Exception as e:
+            if attempt == SCHEMA_ATTEMPTS or not any(
+                _CONCURRENT_CREATE.search(str(c)) for c in _chain(e)
+            ):
+                raise
+            log.info("storage %s: another process created the tables too; again", masked_url)
+            time.sleep(0.1 * attempt)
+    raise AssertionError("unreachable")
 
 
 def root_message(exc: BaseException) -> str:
@@ -348,7 +378,9 @@ class StudyStore:
             _sqlite_pragmas(self.engine)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._optuna_storage: Any = None
-        self._ensure_schema(create=create and not read_only)
+        creating_schema(
+            lambda: self._ensure_schema(create=create and not read_only), self.masked_url
+        )
 
     # -- connection and schema -------------------------------------------------------------
 
@@ -427,8 +459,9 @@ class StudyStore:
         """Optuna's RDBStorage on the same database (created on first use)."""
         if self._optuna_storage is None:
             try:
-                self._optuna_storage = _retrying_rdb_class()(
-                    self.url, engine_kwargs=engine_kwargs(self.url)
+                self._optuna_storage = creating_schema(
+                    lambda: _retrying_rdb_class()(self.url, engine_kwargs=engine_kwargs(self.url)),
+                    self.masked_url,
                 )
                 self._optuna_storage.paretune_masked_url = self.masked_url
             except Exception as e:

@@ -26,7 +26,7 @@ from optuna.trial import TrialState
 from paretune.search import service
 from paretune.search.driver import DriverOptions
 from paretune.search.searcher import FINISHED, SearchCore
-from paretune.search.store import open_store
+from paretune.search.store import creating_schema, open_store
 from paretune.spaces import parse_spec
 
 FAKE_MODULE = """
@@ -91,8 +91,9 @@ def paretune(*args: str) -> list[str]:
 
 
 def states(url: str, name: str) -> collections.Counter:
-    try:
-        trials = optuna.load_study(study_name=name, storage=url).get_trials(deepcopy=False)
+    try:  # while the driver creates the tables this plain Optuna client may collide with it
+        study = creating_schema(lambda: optuna.load_study(study_name=name, storage=url), "test")
+        trials = study.get_trials(deepcopy=False)
     except KeyError:
         return collections.Counter()
     return collections.Counter(t.state for t in trials)

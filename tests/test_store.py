@@ -160,3 +160,60 @@ def test_driver_liveness(sqlite_url):
         claim(store, "live", "here:2:y", join=False, stale_after_s=30)
     finally:
         store.dispose()
+
+
+PG_RACE = (
+    "(psycopg.errors.UniqueViolation) duplicate key value violates unique constraint "
+    '"pg_type_typname_nsp_index" [SQL: CREATE TABLE alembic_version (...)]'
+)
+
+
+def test_optuna_tables_created_by_another_process_meanwhile_are_used(sqlite_url, monkeypatch):
+    """Two processes opening a fresh PostgreSQL store at once collide in CREATE TABLE; the one
+    that loses looks again instead of failing."""
+    from paretune.search import store as store_module
+
+    real = store_module._retrying_rdb_class()
+    calls = []
+
+    def racing(url, **kwargs):
+        calls.append(url)
+        if len(calls) == 1:
+            raise StorageError(f"storage x: {PG_RACE}")
+        return real(url, **kwargs)
+
+    monkeypatch.setattr(store_module, "_retrying_rdb_class", lambda: racing)
+    storage = open_store(sqlite_url).optuna_storage()
+    assert len(calls) == 2 and storage.get_all_studies() == []
+
+
+def test_other_schema_errors_are_not_retried(sqlite_url, monkeypatch):
+    from paretune.search import store as store_module
+
+    calls = []
+
+    def broken(url, **kwargs):
+        calls.append(url)
+        raise RuntimeError("permission denied for schema public")
+
+    monkeypatch.setattr(store_module, "_retrying_rdb_class", lambda: broken)
+    with pytest.raises(StorageError, match="permission denied"):
+        open_store(sqlite_url).optuna_storage()
+    assert len(calls) == 1
+
+
+def test_concurrent_first_opens_of_a_postgres_store_all_succeed(postgres_url):
+    """Six drivers, dashboards or ``status`` calls open the same fresh database at once."""
+    from concurrent.futures import ThreadPoolExecutor
+    from threading import Barrier
+
+    barrier = Barrier(6)
+
+    def first_open(_: int) -> int:
+        barrier.wait()
+        store = open_store(postgres_url)
+        store.optuna_storage()
+        return len(store.list_studies())
+
+    with ThreadPoolExecutor(6) as pool:
+        assert list(pool.map(first_open, range(6))) == [0] * 6
