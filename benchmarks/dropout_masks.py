@@ -36,10 +36,10 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from trainer_speed import fresh, spec_for  # noqa: E402
+from trainer_speed import spec_for, trial_stepper  # noqa: E402
 
 from paretune.kernels import fast_dropout  # noqa: E402
-from paretune.trainers.loop import TrainingStep, dropout_context  # noqa: E402
+from paretune.trainers.loop import dropout_context  # noqa: E402
 from paretune.trainers.precision import precision_name, resolve_precision  # noqa: E402
 
 SHAPES = {"attention probs": (32, 12, 48, 48), "hidden states": (32, 48, 384)}
@@ -63,7 +63,7 @@ def mt_words_dropout(x: torch.Tensor, p: float) -> torch.Tensor:
     """paretune's previous CPU dropout: Mersenne-Twister words, a boolean mask."""
     numel = x.numel()
     words = torch.randint(-(2**63), 2**63 - 1, ((numel + 3) // 4,), dtype=torch.int64)
-    keep = (words.view(torch.int16)[:numel] >= round(p * 65536) - 32768).view(x.shape)
+    keep = (words.view(torch.int16)[:numel] >= fast_dropout._threshold(p)).view(x.shape)
     return _BoolMask.apply(x, keep, 1.0 / (1.0 - fast_dropout.quantised_p(p)))
 
 
@@ -105,18 +105,8 @@ def time_steps(rounds: int, cpus: int) -> float:
     dtype = resolve_precision(spec.training.precision, torch.device("cpu"))
     steppers, contexts = {}, ExitStack()
     for name in VARIANTS:
-        config, model, _dims, data, pad = fresh(spec)
-        model.train()
-        contexts.enter_context(dropout_context(model, torch.device("cpu")))
-        steppers[name] = TrainingStep(
-            model,
-            data.train,
-            config.hparams,
-            pad_id=pad,
-            max_steps=rounds + 4,
-            device=torch.device("cpu"),
-            precision=dtype,
-        )
+        steppers[name] = trial_stepper(spec, rounds + 4)
+        contexts.enter_context(dropout_context(steppers[name].model, torch.device("cpu")))
     ratios: dict[str, list[float]] = {name: [] for name in VARIANTS if name != "paretune"}
     times: dict[str, list[float]] = {name: [] for name in VARIANTS}
     with contexts:

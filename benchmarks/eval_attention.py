@@ -30,16 +30,15 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from trainer_speed import PLANS, fresh, spec_for  # noqa: E402
+from trainer_speed import PLANS, spec_for, trial_stepper  # noqa: E402
 
 from paretune.trainers import cpu_dropout  # noqa: E402
-from paretune.trainers.loop import TrainingStep, dropout_context  # noqa: E402
+from paretune.trainers.loop import dropout_context  # noqa: E402
 from paretune.trainers.precision import (  # noqa: E402
     frozen_linears_in,
     precision_name,
     resolve_precision,
 )
-from paretune.trainers.run import _source_key, prefix_runner  # noqa: E402
 
 
 def sdpa_when_eval(module: Any, query: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
@@ -70,23 +69,9 @@ def main(argv: list[str] | None = None) -> int:
     dtype = resolve_precision(spec.training.precision, torch.device("cpu"))
     steppers, contexts = {}, ExitStack()
     for name in VARIANTS:
-        config, model, dims, data, pad = fresh(spec)
-        model.train()
-        runner = prefix_runner(
-            spec, model, dims, config, source_key=_source_key(spec), data=data, precision=dtype
-        )
-        contexts.enter_context(dropout_context(model, torch.device("cpu")))
-        contexts.enter_context(frozen_linears_in(model, dtype))
-        steppers[name] = TrainingStep(
-            model,
-            data.train,
-            config.hparams,
-            pad_id=pad,
-            max_steps=rounds + 4,
-            device=torch.device("cpu"),
-            runner=runner,
-            precision=dtype,
-        )
+        steppers[name] = trial_stepper(spec, rounds + 4, with_runner=True)
+        contexts.enter_context(dropout_context(steppers[name].model, torch.device("cpu")))
+        contexts.enter_context(frozen_linears_in(steppers[name].model, dtype))
     ratios, times = [], {name: [] for name in VARIANTS}
     try:
         with contexts:

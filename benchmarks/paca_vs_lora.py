@@ -32,11 +32,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from trainer_speed import fresh, spec_for  # noqa: E402
+from trainer_speed import spec_for, trial_stepper  # noqa: E402
 
 from paretune.kernels import lora_linear, paca_linear  # noqa: E402
 from paretune.trainers.loop import TrainingStep, dropout_context  # noqa: E402
-from paretune.trainers.precision import precision_name, resolve_precision  # noqa: E402
+from paretune.trainers.precision import precision_name  # noqa: E402
 
 PLANS = {"lora": "lora-r8-qv-all", "paca": "paca-qv-equal"}
 
@@ -51,21 +51,10 @@ def median_interval(values: list[float]) -> tuple[float, float]:
 
 
 def build_steppers(steps: int, cpus: int) -> dict[str, TrainingStep]:
-    steppers = {}
-    for name, plan in PLANS.items():
-        spec = spec_for(plan, cache=True, val=50, cpus=cpus)
-        config, model, _dims, data, pad = fresh(spec)
-        model.train()
-        steppers[name] = TrainingStep(
-            model,
-            data.train,
-            config.hparams,
-            pad_id=pad,
-            max_steps=steps,
-            device=torch.device("cpu"),
-            precision=resolve_precision(spec.training.precision, torch.device("cpu")),
-        )
-    return steppers
+    return {
+        name: trial_stepper(spec_for(plan, cache=True, val=50, cpus=cpus), steps)
+        for name, plan in PLANS.items()
+    }
 
 
 def interleaved(steppers: dict[str, TrainingStep], pairs: int, warmup: int) -> dict[str, list]:

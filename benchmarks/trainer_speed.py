@@ -39,7 +39,7 @@ import torch
 
 from paretune.spaces import config_from_params, dims_from_config, parse_spec, resolve_model
 from paretune.spaces.families import FAMILIES
-from paretune.trainers.loop import PeakMemory, evaluate, train
+from paretune.trainers.loop import PeakMemory, TrainingStep, evaluate, train
 from paretune.trainers.precision import cpu_has_native_bf16, resolve_precision
 from paretune.trainers.prefix import FEATURES
 from paretune.trainers.run import build_trial_model, prefix_runner
@@ -103,6 +103,33 @@ def fresh(spec: Any) -> tuple[Any, Any, Any, Any, int]:
     config = config_from_params({}, spec, dims0)
     model, dims, data, pad = build_trial_model(spec, config)
     return config, model, dims, data, pad
+
+
+def trial_stepper(spec: Any, max_steps: int, *, with_runner: bool = False) -> TrainingStep:
+    """A fresh trial model of ``spec`` in train mode behind the loop's step body, on the CPU;
+    ``with_runner``: through the frozen-prefix / first-token runner, as ``train`` runs it.
+    The caller enters ``dropout_context`` (and ``frozen_linears_in``) for ``.model``."""
+    config, model, dims, data, pad = fresh(spec)
+    model.train()
+    cpu = torch.device("cpu")
+    dtype = resolve_precision(spec.training.precision, cpu)
+    runner = None
+    if with_runner:
+        from paretune.trainers.run import _source_key
+
+        runner = prefix_runner(
+            spec, model, dims, config, source_key=_source_key(spec), data=data, precision=dtype
+        )
+    return TrainingStep(
+        model,
+        data.train,
+        config.hparams,
+        pad_id=pad,
+        max_steps=max_steps,
+        device=cpu,
+        runner=runner,
+        precision=dtype,
+    )
 
 
 class StepTimer:

@@ -74,8 +74,10 @@ def _draw_start(generator: torch.Generator | None, device: torch.device | str) -
     )
 
 
-def _counter(count: int, device: torch.device | str) -> torch.Tensor:
-    return torch.arange(1, count + 1, dtype=torch.int64, device=device).mul_(GOLDEN_GAMMA)
+def _fresh_buffers(count: int, device: torch.device | str) -> tuple[torch.Tensor, ...]:
+    """The counter ``(i + 1) * GOLDEN_GAMMA`` of ``count`` words, and two word buffers."""
+    counter = torch.arange(1, count + 1, dtype=torch.int64, device=device).mul_(GOLDEN_GAMMA)
+    return counter, torch.empty_like(counter), torch.empty_like(counter)
 
 
 def random_words(
@@ -86,9 +88,8 @@ def random_words(
 ) -> torch.Tensor:
     """``count`` int64 words: SplitMix64's outputs ``mix(start + (i + 1) * GOLDEN_GAMMA)`` for a
     ``start`` drawn from ``generator``."""
-    counter = _counter(count, device)
-    words = torch.empty_like(counter)
-    _hash_into(words, counter, torch.empty_like(counter), _draw_start(generator, device))
+    counter, words, tmp = _fresh_buffers(count, device)
+    _hash_into(words, counter, tmp, _draw_start(generator, device))
     return words
 
 
@@ -115,17 +116,14 @@ class _Scratch(threading.local):
     for the life of the thread)."""
 
     def __init__(self) -> None:
-        self.words: dict[torch.device, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
+        self.words: dict[torch.device, tuple[torch.Tensor, ...]] = {}
 
     def buffers(self, count: int, device: torch.device) -> tuple[torch.Tensor, ...]:
         if count > SCRATCH_MAX_WORDS:
-            counter = _counter(count, device)
-            return counter, torch.empty_like(counter), torch.empty_like(counter)
+            return _fresh_buffers(count, device)
         held = self.words.get(device)
         if held is None or held[0].numel() < count:
-            counter = _counter(max(count, 1024), device)
-            held = (counter, torch.empty_like(counter), torch.empty_like(counter))
-            self.words[device] = held
+            held = self.words[device] = _fresh_buffers(max(count, 1024), device)
         return tuple(t[:count] for t in held)
 
     def uniform16(self, numel: int, start: torch.Tensor) -> torch.Tensor:
