@@ -136,3 +136,40 @@ def test_training_with_and_without_the_prefix_path_learns_the_same():
     assert FEATURES.hits > 0
     # tiny-bert has no dropout, so the two paths compute the same function
     assert fast["eval_loss"] == pytest.approx(plain["eval_loss"], abs=1e-4)
+
+
+def test_bf16_training_caches_half_the_bytes_and_a_warm_cache_changes_no_logit():
+    spec, config, net, dims, data, pad = build()
+    net.eval()
+    idx = list(range(6))
+    ids, mask = (
+        collate(data.train, idx, pad, torch.device("cpu"))[k]
+        for k in ("input_ids", "attention_mask")
+    )
+    full, half = FeatureCache(), FeatureCache()
+    fp32_rows = FrozenPrefix(net, dims, 2, cache=full, cache_key=("m",))
+    bf16_rows = FrozenPrefix(net, dims, 2, cache=half, cache_key=("m",), store_dtype=torch.bfloat16)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        reference = fp32_rows.logits(ids, mask, idx)
+        cold = bf16_rows.logits(ids, mask, idx)
+        fed = bf16_rows.features(ids, mask, idx, "train")
+        warm = bf16_rows.logits(ids, mask, idx)
+    assert (half.misses, half.hits) == (6, 12)
+    assert half.bytes * 2 == full.bytes > 0
+    assert {t.dtype for table in half._tables.values() for t in table.values()} == {torch.bfloat16}
+    assert fed.dtype == torch.float32  # fed on in the residual stream's dtype
+    assert torch.equal(cold, warm)  # computed and cached features are rounded alike
+    assert torch.allclose(cold, reference, atol=0.05)
+
+
+def test_the_trial_runner_keeps_bf16_features_only_under_bf16():
+    spec, config, net, dims, data, _ = build()
+    runner = prefix_runner(
+        spec, net, dims, config, source_key="x", data=data, precision=torch.bfloat16
+    )
+    assert runner.store_dtype == torch.bfloat16
+    for precision in (None, torch.float32):
+        runner = prefix_runner(
+            spec, net, dims, config, source_key="x", data=data, precision=precision
+        )
+        assert runner.store_dtype is None

@@ -98,6 +98,7 @@ class FrozenPrefix:
         cache: FeatureCache | None = FEATURES,
         cache_key: tuple[Any, ...] = (),
         first_token: bool = False,
+        store_dtype: torch.dtype | None = None,
     ) -> None:
         if dims.embeddings is None:
             raise ValueError(f"the frozen-prefix path does not support {dims.arch}")
@@ -107,6 +108,11 @@ class FrozenPrefix:
         self.cache = cache
         self.cache_key = cache_key
         self.first_token = first_token  # the last block on the first token only (first_token.py)
+        # Under bf16 autocast the cache keeps features in bf16: half the memory, and the trainable
+        # block's products read them in bf16 anyway. With the cache on, computed and cached
+        # features are rounded alike and fed on in fp32 (the residual stream's dtype under
+        # autocast), so whether the cache was warm changes no result.
+        self.store_dtype = store_dtype
         root = hf_model(model)
         self._blocks_parent, self._blocks_attr = module_slot(root, dims.block_path)
         self._emb_parent, self._emb_attr = module_slot(root, dims.embeddings)
@@ -160,10 +166,9 @@ class FrozenPrefix:
         lengths = attention_mask.sum(1).tolist()
         if all(e in table for e in examples):
             self.cache.hits += len(examples)
-            width = input_ids.shape[1]
             out = torch.zeros(
-                (len(examples), width, self.dims.hidden),
-                dtype=table[examples[0]].dtype,
+                (len(examples), input_ids.shape[1], self.dims.hidden),
+                dtype=torch.float32 if self.store_dtype is not None else table[examples[0]].dtype,
                 device=input_ids.device,
             )
             for row, e in enumerate(examples):
@@ -171,10 +176,11 @@ class FrozenPrefix:
             return out
         self.cache.misses += len(examples)
         hidden = self._compute(input_ids, attention_mask)
+        kept = hidden.to(self.store_dtype) if self.store_dtype is not None else hidden
         for row, e in enumerate(examples):
             if e not in table:
-                self.cache.put(table, e, hidden[row, : lengths[row]].to("cpu", copy=True))
-        return hidden
+                self.cache.put(table, e, kept[row, : lengths[row]].to("cpu", copy=True))
+        return kept.to(torch.float32) if self.store_dtype is not None else hidden
 
     def logits(
         self,

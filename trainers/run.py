@@ -164,6 +164,7 @@ def prefix_runner(
         cache=cache,
         cache_key=(source_key, data.key, spec.task.max_length, precision_name(precision)),
         first_token=first_token,
+        store_dtype=torch.bfloat16 if precision == torch.bfloat16 else None,
     )
 
 
