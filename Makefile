@@ -22,7 +22,6 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	$(PARETUNE) submit examples/quickstart.yaml --storage $(DEMO_STORAGE) --resume-if-exists
-	$(PARETUNE) pareto quickstart --storage $(DEMO_STORAGE)
 	@echo ""
 	@echo "Open the dashboard with:  $(PARETUNE) dashboard --storage $(DEMO_STORAGE)"
 
