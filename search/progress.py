@@ -155,7 +155,7 @@ def plain_line(snap: ProgressSnapshot) -> str:
     return status_line(snap).plain + (f"  best: {best}" if best else "")
 
 
-def _counters(snap: ProgressSnapshot) -> tuple[Any, ...]:
+def _counters(snap: ProgressSnapshot) -> ProgressSnapshot:
     """What a new log line is written for: everything but the clock."""
     return replace(snap, started=0.0)
 
@@ -182,7 +182,7 @@ def live_progress(
             yield
         return
     done = threading.Event()
-    written: list[Any] = [None]
+    written: list[ProgressSnapshot | None] = [None]
 
     def write(snap: ProgressSnapshot) -> None:
         written[0] = _counters(snap)
