@@ -218,6 +218,7 @@ def run_paretune(
         seed=seed,
         mode=sampler_fidelity,  # type: ignore[arg-type]
         min_observations=min_observations,
+        known=getattr(problem, "trainable_params", None),  # as the service counts a plan's
     )
     study = optuna.create_study(
         directions=list(directions), sampler=make_sampler(sampler, seed=seed)

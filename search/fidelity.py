@@ -51,6 +51,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+CANDIDATES = 8  # proposals a fitted rung model makes per ask when an objective is known up front
+KNOWN_ATTR = "known_objective"  # a pending model trial's value of that objective
 SamplerFidelity = Literal["full", "highest-rung"]
 SAMPLER_FIDELITIES: tuple[str, ...] = ("full", "highest-rung")
 History = Iterable[tuple[int, int, Mapping[str, float]]]
@@ -123,6 +125,9 @@ class FidelityAwareAsker:
     n_startup_trials: int = 10
     min_observations: int | None = None
     constraints: Constraints | None = None
+    known: Callable[[Any], float] | None = None
+    known_objective: str = "trainable_params"
+    candidates: int = CANDIDATES
     _studies: list[Any] = field(init=False, repr=False)
     _pending: dict[Hashable, _Pending] = field(init=False, repr=False)
     _seen: dict[Hashable, set[int]] = field(init=False, repr=False)
@@ -144,9 +149,15 @@ class FidelityAwareAsker:
 
     @classmethod
     def from_spec(
-        cls, spec: Any, *, n_startup_trials: int = 10, constraints: Constraints | None = None
+        cls,
+        spec: Any,
+        *,
+        n_startup_trials: int = 10,
+        constraints: Constraints | None = None,
+        known: Callable[[Any], float] | None = None,
     ) -> FidelityAwareAsker:
-        """The asker a :class:`~paretune.spaces.StudySpec` asks for."""
+        """The asker a :class:`~paretune.spaces.StudySpec` asks for; ``known`` maps what the
+        sampling function returns to its ``trainable_params``."""
         s = spec.search
         return cls(
             rungs=s.rungs(),
@@ -157,13 +168,16 @@ class FidelityAwareAsker:
             mode=s.sampler_fidelity,
             n_startup_trials=n_startup_trials,
             constraints=constraints,
+            known=known,
         )
 
-    def _sampler(self, rung: int, number: int) -> Any:
-        """The model sampler of ``rung`` for the real trial ``number``, seeded by both."""
+    def _sampler(self, rung: int, number: int, candidate: int = 0) -> Any:
+        """The model sampler of ``rung`` for the real trial ``number``'s ``candidate``-th
+        proposal, seeded by all three."""
         return make_sampler(
             self.sampler,
-            seed=(self.seed + 7919 * (rung + 1) + 104_729 * number) % 2**32,
+            seed=(self.seed + 7919 * (rung + 1) + 104_729 * number + 15_485_863 * candidate)
+            % 2**32,
             n_startup_trials=self.n_startup_trials,
         )
 
@@ -216,14 +230,70 @@ class FidelityAwareAsker:
         (rung index, its model trial). The sampler is seeded by the seed, the rung and ``number``."""
         k = self.model_rung()
         study = self._studies[k]
+        if self._spreads(k):
+            return k, self._most_distinct(k, sample, number)
         study.sampler = self._sampler(k, number)
         model_trial = study.ask()
         try:
-            sample(model_trial)
+            drawn = sample(model_trial)
+            if self.known is not None and self.known_objective in self.objectives:
+                model_trial.set_user_attr(KNOWN_ATTR, float(self.known(drawn)))
         except BaseException:
             study.tell(model_trial, state=_fail_state())
             raise
         return k, model_trial
+
+    def _spreads(self, k: int) -> bool:
+        """Whether rung ``k``'s model picks among several proposals by the known objective: only
+        once it is fitted (past its start-up) and when an objective is known before training."""
+        return (
+            self.known is not None
+            and self.candidates > 1
+            and self.known_objective in self.objectives
+            and self.n_observations(k) >= self.threshold
+        )
+
+    def _most_distinct(self, k: int, sample: Callable[[Any], object], number: int) -> Any:
+        """Of ``candidates`` proposals of rung ``k``'s model, the one whose known objective (log
+        scale) lies farthest from every observed or pending trial's; the rest are withdrawn.
+
+        Each proposal is one the model rates well (TPE: the best of its own candidates); the
+        known objective (trainable parameters) says before any training which of them would
+        fill a gap along the front. Measured in docs/search.md."""
+        import optuna  # noqa: PLC0415
+
+        study = self._studies[k]
+        index = list(self.objectives).index(self.known_objective)
+        states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.RUNNING)
+        taken = [
+            t.values[index] if t.state == states[0] else t.user_attrs[KNOWN_ATTR]
+            for t in study.get_trials(deepcopy=False, states=states)
+            if t.state == states[0] or KNOWN_ATTR in t.user_attrs
+        ]
+        taken_logs = [math.log1p(max(v, 0.0)) for v in taken]
+        proposals: list[tuple[Any, float]] = []
+        try:
+            for j in range(self.candidates):
+                study.sampler = self._sampler(k, number, j)
+                trial = study.ask()
+                proposals.append((trial, 0.0))  # withdrawn too if what follows raises
+                proposals[-1] = (trial, float(self.known(sample(trial))))  # type: ignore[misc]
+        except BaseException:
+            for trial, _ in proposals:
+                study.tell(trial, state=_fail_state())
+            raise
+
+        def gap(value: float) -> float:
+            x = math.log1p(max(value, 0.0))
+            return min((abs(x - t) for t in taken_logs), default=0.0)
+
+        best = max(range(len(proposals)), key=lambda j: (gap(proposals[j][1]), -j))
+        for j, (trial, _) in enumerate(proposals):
+            if j != best:
+                study.tell(trial, state=_fail_state())
+        chosen, value = proposals[best]
+        chosen.set_user_attr(KNOWN_ATTR, value)
+        return chosen
 
     def ask(self, study: optuna.Study, sample: Callable[[Any], object]) -> optuna.Trial:
         """A trial of the real ``study`` whose parameters the rung model chose.

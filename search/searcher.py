@@ -291,6 +291,7 @@ class SearchCore:
         asker = FidelityAwareAsker.from_spec(
             self.spec,
             constraints=functools.partial(constraint_violations, self.spec) if measured else None,
+            known=lambda config: float(count_trainable(config.plan, self.ctx.dims)),
         )
         asker.rebuild(with_trainable_params(stored, trials), trials)
         return asker

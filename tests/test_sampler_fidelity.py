@@ -134,7 +134,7 @@ def test_results_at_a_low_rung_make_that_rung_model_suggest(stores, sqlite_url):
     assert asked.system_attrs["fixed_params"] == asked.params
     # the model learns the result at its rung (trainable_params filled from the plan)
     core.on_end(n, result(core, n, 1))
-    last = core.asker.model_study(0).trials[-1]
+    last = core.asker.model_study(0).get_trials(deepcopy=False, states=COMPLETE)[-1]
     assert last.params == asked.params
     assert last.values == [accuracy(asked.params, 1), float(out["trainable_params"])]
     assert running_models(core) == 0
@@ -271,3 +271,80 @@ def test_a_joined_driver_learns_from_the_other_drivers_results(stores, sqlite_ur
     assert [first.asker.n_observations(k) for k in range(3)] == [6, 4, 2]
     first.shared.poll(force=True)  # and the first driver learns the joined one's result
     assert first.asker.n_observations(0) == 7
+
+
+# -- a fitted model picks, among its proposals, the one that fills a gap in trainable_params ------
+
+SIZES = [10, 100, 1_000, 10_000, 100_000]
+
+
+def sized(trial: Any) -> dict[str, Any]:
+    return {
+        "size": trial.suggest_categorical("size", SIZES),
+        "lr": trial.suggest_float("lr", 1e-4, 1e-2, log=True),
+    }
+
+
+def sized_asker(objectives: list[str], **kw: Any) -> Any:
+    from paretune.search.fidelity import FidelityAwareAsker
+
+    asker = FidelityAwareAsker(
+        rungs=[9],
+        objectives=objectives,
+        directions=["maximize", "minimize"][: len(objectives)],
+        seed=5,
+        known=lambda drawn: float(drawn["size"]),
+        **kw,
+    )
+    dists = {
+        "size": optuna.distributions.CategoricalDistribution(SIZES),
+        "lr": optuna.distributions.FloatDistribution(1e-4, 1e-2, log=True),
+    }
+    for i in range(12):  # the small end only: sizes 10 and 100 observed
+        params = {"size": SIZES[i % 2], "lr": 1e-3 * (1 + i % 5)}
+        trial = optuna.trial.create_trial(params=params, distributions=dists, value=0.0)
+        trial.number = i
+        values = {"accuracy": 0.6 + 0.01 * i, "trainable_params": float(params["size"])}
+        asker.observe(trial, 9, values)
+    return asker
+
+
+def test_a_fitted_model_proposes_several_and_keeps_the_one_farthest_in_trainable_params():
+    asker = sized_asker(["accuracy", "trainable_params"])
+    assert asker.candidates == 8
+    k, chosen = asker.suggest(sized, number=12)
+    study = asker.model_study(k)
+    proposals = study.get_trials(deepcopy=False)[12:]
+    assert len(proposals) == 8
+    assert [t.state for t in proposals].count(optuna.trial.TrialState.RUNNING) == 1
+    assert {t.state for t in proposals if t.number != chosen.number} == {
+        optuna.trial.TrialState.FAIL
+    }
+
+    def gap(size: float, taken: tuple[float, ...]) -> float:
+        return min(abs(math.log1p(size) - math.log1p(s)) for s in taken)
+
+    observed = (10, 100)
+    assert gap(chosen.params["size"], observed) == max(
+        gap(t.params["size"], observed) for t in proposals
+    )
+    assert gap(chosen.params["size"], observed) > 0  # a size away from the observed ones
+    # the next ask counts the pending pick as taken too
+    _, second = asker.suggest(sized, number=13)
+    assert second.user_attrs["known_objective"] == float(second.params["size"])
+    taken = (*observed, chosen.params["size"])
+    again = study.get_trials(deepcopy=False)[20:]
+    assert len(again) == 8
+    assert gap(second.params["size"], taken) == max(gap(t.params["size"], taken) for t in again)
+
+
+def test_one_proposal_per_ask_without_a_known_objective_or_with_one_candidate():
+    for asker in (sized_asker(["accuracy"]), sized_asker(["accuracy", "trainable_params"], candidates=1)):  # fmt: skip
+        asker.suggest(sized, number=12)
+        assert len(asker.model_study(0).get_trials(deepcopy=False)) == 13
+    # the first proposal is the one a single ask makes: the seeds of earlier releases stand
+    one = sized_asker(["accuracy", "trainable_params"], candidates=1)
+    many = sized_asker(["accuracy", "trainable_params"])
+    _, single = one.suggest(sized, number=12)
+    many.suggest(sized, number=12)
+    assert many.model_study(0).get_trials(deepcopy=False)[12].params == single.params
