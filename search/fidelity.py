@@ -30,6 +30,11 @@ How a searcher uses it::
 ``sample`` is the define-by-run function that draws a configuration from an Optuna trial (for
 paretune: ``lambda t: spaces.sample_config(t, spec, dims)``).
 
+When an objective is known before training (``trainable_params``; the searcher passes ``known``,
+which counts a sampled configuration's), a fitted model makes :data:`CANDIDATES` proposals per
+ask and keeps the one farthest along that objective from what it has tried (docs/search.md,
+"Spreading proposals along a known objective").
+
 A suggestion depends only on the observations, the seed, the rung and the number the real trial
 will get: the model's sampler is seeded afresh for every ask. So a searcher rebuilt from the store
 (a resume) proposes what an uninterrupted one would have, once the same results are in.
