@@ -105,6 +105,17 @@ def fresh(spec: Any) -> tuple[Any, Any, Any, Any, int]:
     return config, model, dims, data, pad
 
 
+def trial_runner(
+    spec: Any, model: Any, dims: Any, config: Any, data: Any, dtype: torch.dtype | None
+) -> Any:
+    """The frozen-prefix / first-token runner ``train`` runs the trial model through."""
+    from paretune.trainers.run import _source_key  # noqa: PLC0415
+
+    return prefix_runner(
+        spec, model, dims, config, source_key=_source_key(spec), data=data, precision=dtype
+    )
+
+
 def trial_stepper(spec: Any, max_steps: int, *, with_runner: bool = False) -> TrainingStep:
     """A fresh trial model of ``spec`` in train mode behind the loop's step body, on the CPU;
     ``with_runner``: through the frozen-prefix / first-token runner, as ``train`` runs it.
@@ -113,13 +124,7 @@ def trial_stepper(spec: Any, max_steps: int, *, with_runner: bool = False) -> Tr
     model.train()
     cpu = torch.device("cpu")
     dtype = resolve_precision(spec.training.precision, cpu)
-    runner = None
-    if with_runner:
-        from paretune.trainers.run import _source_key
-
-        runner = prefix_runner(
-            spec, model, dims, config, source_key=_source_key(spec), data=data, precision=dtype
-        )
+    runner = trial_runner(spec, model, dims, config, data, dtype) if with_runner else None
     return TrainingStep(
         model,
         data.train,
@@ -145,12 +150,8 @@ class StepTimer:
 
 def run_paretune(spec: Any, steps: int) -> RunResult:
     config, model, dims, data, pad = fresh(spec)
-    from paretune.trainers.run import _source_key
-
     dtype = resolve_precision(spec.training.precision, torch.device("cpu"))
-    runner = prefix_runner(
-        spec, model, dims, config, source_key=_source_key(spec), data=data, precision=dtype
-    )
+    runner = trial_runner(spec, model, dims, config, data, dtype)
     timer, memory = StepTimer(), PeakMemory(torch.device("cpu"))
     base = memory.peak
     metrics = train(

@@ -241,22 +241,22 @@ class FidelityAwareAsker:
         model_trial = study.ask()
         try:
             drawn = sample(model_trial)
-            if self.known is not None and self.known_objective in self.objectives:
-                model_trial.set_user_attr(KNOWN_ATTR, float(self.known(drawn)))
+            if self._knows:
+                model_trial.set_user_attr(KNOWN_ATTR, float(self.known(drawn)))  # type: ignore[misc]
         except BaseException:
             study.tell(model_trial, state=_fail_state())
             raise
         return k, model_trial
 
+    @property
+    def _knows(self) -> bool:
+        """Whether an objective is known before training (and how to count it)."""
+        return self.known is not None and self.known_objective in self.objectives
+
     def _spreads(self, k: int) -> bool:
         """Whether rung ``k``'s model picks among several proposals by the known objective: only
-        once it is fitted (past its start-up) and when an objective is known before training."""
-        return (
-            self.known is not None
-            and self.candidates > 1
-            and self.known_objective in self.objectives
-            and self.n_observations(k) >= self.threshold
-        )
+        once it is fitted (past its start-up)."""
+        return self._knows and self.candidates > 1 and self.n_observations(k) >= self.threshold
 
     def _most_distinct(self, k: int, sample: Callable[[Any], object], number: int) -> Any:
         """Of ``candidates`` proposals of rung ``k``'s model, the one whose known objective (log
@@ -269,22 +269,23 @@ class FidelityAwareAsker:
 
         study = self._studies[k]
         index = list(self.objectives).index(self.known_objective)
-        states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.RUNNING)
-        taken = [
-            t.values[index] if t.state == states[0] else t.user_attrs[KNOWN_ATTR]
-            for t in study.get_trials(deepcopy=False, states=states)
-            if t.state == states[0] or KNOWN_ATTR in t.user_attrs
+        complete, running = optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.RUNNING
+        taken = [t.values[index] for t in study.get_trials(deepcopy=False, states=(complete,))]
+        taken += [
+            t.user_attrs[KNOWN_ATTR]
+            for t in study.get_trials(deepcopy=False, states=(running,))
+            if KNOWN_ATTR in t.user_attrs
         ]
         taken_logs = [math.log1p(max(v, 0.0)) for v in taken]
-        proposals: list[tuple[Any, float]] = []
+        asked: list[Any] = []
+        values: list[float] = []
         try:
             for j in range(self.candidates):
                 study.sampler = self._sampler(k, number, j)
-                trial = study.ask()
-                proposals.append((trial, 0.0))  # withdrawn too if what follows raises
-                proposals[-1] = (trial, float(self.known(sample(trial))))  # type: ignore[misc]
+                asked.append(study.ask())
+                values.append(float(self.known(sample(asked[-1]))))  # type: ignore[misc]
         except BaseException:
-            for trial, _ in proposals:
+            for trial in asked:
                 study.tell(trial, state=_fail_state())
             raise
 
@@ -292,13 +293,12 @@ class FidelityAwareAsker:
             x = math.log1p(max(value, 0.0))
             return min((abs(x - t) for t in taken_logs), default=0.0)
 
-        best = max(range(len(proposals)), key=lambda j: (gap(proposals[j][1]), -j))
-        for j, (trial, _) in enumerate(proposals):
+        best = max(range(len(asked)), key=lambda j: (gap(values[j]), -j))
+        for j, trial in enumerate(asked):
             if j != best:
                 study.tell(trial, state=_fail_state())
-        chosen, value = proposals[best]
-        chosen.set_user_attr(KNOWN_ATTR, value)
-        return chosen
+        asked[best].set_user_attr(KNOWN_ATTR, values[best])
+        return asked[best]
 
     def ask(self, study: optuna.Study, sample: Callable[[Any], object]) -> optuna.Trial:
         """A trial of the real ``study`` whose parameters the rung model chose.

@@ -182,10 +182,11 @@ def live_progress(
             yield
         return
     done = threading.Event()
-    written: list[ProgressSnapshot | None] = [None]
+    written: ProgressSnapshot | None = None
 
     def write(snap: ProgressSnapshot) -> None:
-        written[0] = _counters(snap)
+        nonlocal written
+        written = _counters(snap)
         console.file.write(plain_line(snap) + "\n")
         console.file.flush()
 
@@ -193,7 +194,7 @@ def live_progress(
         last = float("-inf")
         while not done.wait(poll_seconds):
             snap = state.snapshot()
-            if snap.budget and _counters(snap) != written[0]:
+            if snap.budget and _counters(snap) != written:
                 if time.monotonic() - last >= min_gap_seconds:
                     write(snap)
                     last = time.monotonic()
@@ -206,5 +207,5 @@ def live_progress(
         done.set()
         thread.join()
         snap = state.snapshot()
-        if snap.budget and _counters(snap) != written[0]:
+        if snap.budget and _counters(snap) != written:
             write(snap)
