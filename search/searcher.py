@@ -710,6 +710,17 @@ def retry_key(trial: Any) -> str:
     return key if parent is None else f"{key}@continues:{parent}"
 
 
+def given_params(trial: Any) -> dict[str, Any]:
+    """The parameters a trial was handed: those it sampled, completed by those enqueued for it.
+
+    A driver killed between ``study.ask()`` and the last ``suggest_*`` call leaves a trial whose
+    ``params`` hold only what was sampled so far (none, or a few); the configuration the rung
+    model chose for it is whole in Optuna's ``fixed_params`` system attribute. A retry built
+    from ``params`` alone would draw the rest afresh: another configuration under its name.
+    """
+    return {**trial.system_attrs.get("fixed_params", {}), **trial.params}
+
+
 def requeue_interrupted(
     study: Any, store: StudyStore, study_id: int, max_retries: int
 ) -> list[int]:
@@ -751,7 +762,7 @@ def requeue_interrupted(
             "config_hash": t.user_attrs.get("config_hash", ""),
             **resume_attrs(t),
         }
-        study.enqueue_trial(dict(t.params), user_attrs=attrs)  # from its last checkpoint
+        study.enqueue_trial(given_params(t), user_attrs=attrs)  # from its last checkpoint
         retries[key] = done + 1
         store.log_event(
             study_id, "requeued", {"retry": done + 1, "max_retries": max_retries}, t.number

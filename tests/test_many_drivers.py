@@ -25,7 +25,7 @@ from optuna.trial import TrialState
 
 from paretune.search import service
 from paretune.search.driver import DriverOptions
-from paretune.search.searcher import FINISHED, SearchCore
+from paretune.search.searcher import FINISHED, SearchCore, given_params
 from paretune.search.store import creating_schema, open_store
 from paretune.spaces import parse_spec
 
@@ -235,7 +235,7 @@ def test_resume_after_sigkill_on_postgres(postgres_url, tmp_path):
     interrupted = [t for t in trials if t.user_attrs.get("interrupted") == "driver died"]
     retries = {t.user_attrs["retry_of"]: t for t in trials if "retry_of" in t.user_attrs}
     assert interrupted and {t.number for t in interrupted} <= set(retries)
-    assert all(retries[t.number].params == t.params for t in interrupted)
+    assert all(retries[t.number].params == given_params(t) for t in interrupted)
     store = open_store(postgres_url)
     try:
         info = store.get_study(name)

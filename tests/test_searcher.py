@@ -247,6 +247,51 @@ def test_recover_orphans_completes_finished_ones_and_requeues_the_rest(make_core
     assert count_budget(fresh.trials(), 3).used == 2
 
 
+class DiesAfter:
+    """An Optuna trial whose process 'dies' (SystemExit) at its ``n + 1``-th suggest call."""
+
+    def __init__(self, trial: Any, n: int) -> None:
+        self._trial, self._left = trial, n
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._trial, name)
+        if not name.startswith("suggest_"):
+            return attr
+
+        def suggest(*args: Any, **kwargs: Any) -> Any:
+            if self._left == 0:
+                raise SystemExit("killed")
+            self._left -= 1
+            return attr(*args, **kwargs)
+
+        return suggest
+
+
+@pytest.mark.parametrize("sampled", [0, 1])
+def test_a_trial_killed_while_sampling_is_retried_with_the_parameters_it_was_given(
+    make_core, sampled
+):
+    # the driver died after the asker enqueued the model's pick and the study handed it out,
+    # but before define-by-run sampling wrote every parameter (none, or only the first)
+    core = make_core(n_trials=3, sampler="tpe")
+    for _ in range(2):
+        n = core.next_trial()["trial_number"]
+        core.on_result(n, result(n, 9, 0.6 + 0.1 * n))
+    killed = core.asker.ask(core.study, core._sample)
+    given = dict(trial(core, killed.number).system_attrs["fixed_params"])
+    with pytest.raises(SystemExit):
+        core._sample(DiesAfter(killed, sampled))
+    assert len(trial(core, killed.number).params) == sampled < len(given)
+
+    fresh = SearchCore(core.ctx, driver_id="new")
+    out = recover_orphans(fresh.ctx)
+    assert out["interrupted"] == [killed.number] and out["requeued"] == [killed.number]
+    retry = fresh.next_trial()
+    t = trial(fresh, retry["trial_number"])
+    assert t.user_attrs["retry_of"] == killed.number
+    assert t.params == given  # the configuration the dead driver had chosen, not a fresh draw
+
+
 def test_reference_point_rules_and_it_never_moves(make_core):
     assert derive_reference(
         ["accuracy", "eval_loss", "trainable_params"], max_params=500, first_values=None
