@@ -113,10 +113,10 @@ def format_value(name: str, value: float | None) -> str:
     return f"{value:.4f}"
 
 
-def render(snap: ProgressSnapshot) -> Group:
-    """The live view: one status line and the best value of each objective."""
+def status_line(snap: ProgressSnapshot) -> Text:
+    """The counters of the study on one line."""
     elapsed = time.monotonic() - snap.started
-    line = Text.assemble(
+    return Text.assemble(
         (f"{snap.study} ", "bold"),
         f"trials {snap.used}/{snap.budget}  ",
         (f"complete {snap.complete}", "green"),
@@ -128,6 +128,11 @@ def render(snap: ProgressSnapshot) -> Group:
         f"  hv {snap.hypervolume:.4g}" if snap.hypervolume is not None else "",
         f"  {elapsed:.0f}s",
     )
+
+
+def render(snap: ProgressSnapshot) -> Group:
+    """The live view: the status line and the best value of each objective."""
+    line = status_line(snap)
     table = Table(show_header=True, header_style="bold", box=None, pad_edge=False)
     table.add_column("objective")
     table.add_column("direction")
@@ -140,17 +145,67 @@ def render(snap: ProgressSnapshot) -> Group:
     return Group(*parts)
 
 
+def plain_line(snap: ProgressSnapshot) -> str:
+    """The status line and the best values, as plain text for a log."""
+    best = ", ".join(
+        f"{name} {format_value(name, snap.best[name])}"
+        for name in snap.directions
+        if name in snap.best
+    )
+    return status_line(snap).plain + (f"  best: {best}" if best else "")
+
+
+def _counters(snap: ProgressSnapshot) -> ProgressSnapshot:
+    """What a new log line is written for: everything but the clock."""
+    return replace(snap, started=0.0)
+
+
 @contextmanager
-def live_progress(state: ProgressState, console: Console | None = None) -> Iterator[None]:
-    """Redraw the progress view twice a second while the block runs (plain output off a TTY)."""
+def live_progress(
+    state: ProgressState,
+    console: Console | None = None,
+    *,
+    poll_seconds: float = 1.0,
+    min_gap_seconds: float = 10.0,
+) -> Iterator[None]:
+    """Redraw the progress view twice a second while the block runs. Off a terminal (a log
+    file, a pipe, a batch job) write a plain line instead whenever the counters change, at most
+    one per ``min_gap_seconds``, and the last state when the block ends."""
     console = console or Console(stderr=True)
-    if not console.is_terminal:
-        yield
+    if console.is_terminal:
+        with Live(
+            console=console,
+            refresh_per_second=2,
+            transient=False,
+            get_renderable=lambda: render(state.snapshot()),
+        ):
+            yield
         return
-    with Live(
-        console=console,
-        refresh_per_second=2,
-        transient=False,
-        get_renderable=lambda: render(state.snapshot()),
-    ):
+    done = threading.Event()
+    written: ProgressSnapshot | None = None
+
+    def write(snap: ProgressSnapshot) -> None:
+        nonlocal written
+        written = _counters(snap)
+        console.file.write(plain_line(snap) + "\n")
+        console.file.flush()
+
+    def loop() -> None:
+        last = float("-inf")
+        while not done.wait(poll_seconds):
+            snap = state.snapshot()
+            if snap.budget and _counters(snap) != written:
+                if time.monotonic() - last >= min_gap_seconds:
+                    write(snap)
+                    last = time.monotonic()
+
+    thread = threading.Thread(target=loop, name="paretune-progress", daemon=True)
+    thread.start()
+    try:
         yield
+    finally:
+        done.set()
+        thread.join()
+        snap = state.snapshot()
+        if snap.budget and _counters(snap) != written:
+            write(snap)

@@ -122,8 +122,10 @@ def assert_one_error_line(code: int, out: str, err: str, expected: str) -> None:
     assert code == 2, (code, out, err)
     assert "Traceback" not in out + err
     errors = [line for line in err.splitlines() if line.strip()]
-    # `submit` names the study and the store before it starts; everything else is the error
+    # `submit` names the study and the store before it starts, and off a terminal a running
+    # study logs its status lines (progress.plain_line); everything else is the error
     errors = [line for line in errors if not re.match(r"study \S+ in \w[\w+]*://\S+$", line)]
+    errors = [line for line in errors if not re.match(r"\S+ trials \d+/\d+  complete \d+ ", line)]
     assert len(errors) == 1, err
     assert errors[0].startswith("error: "), err
     assert expected in errors[0], (expected, errors[0])
