@@ -545,6 +545,30 @@ def summarise(curves_by_method: dict[str, list[Curve]]) -> tuple[float, dict[str
     return target, out
 
 
+def median_interval(
+    xs: Sequence[float], level: float = 0.9, draws: int = 10_000, seed: int = 0
+) -> tuple[float, float]:
+    """A bootstrap interval of the median of ``xs`` (resampled with replacement, seeded): how far
+    the median of this many seeds moves with the draw of seeds. ``inf`` entries sort last."""
+    values = np.asarray(xs, dtype=float)
+    rng = np.random.default_rng(seed)
+    medians = np.median(rng.choice(values, size=(draws, len(values)), replace=True), axis=1)
+    lo, hi = np.quantile(medians, [(1 - level) / 2, (1 + level) / 2], method="lower")
+    return float(lo), float(hi)
+
+
+def print_spread(curves: Sequence[Curve], target: float) -> None:
+    """Each seed's compute to match for mo-hyperband on the LoRA problem, and how precise their
+    median is."""
+    per_seed = [c.compute_to_reach(target) for c in curves]
+    lo, hi = median_interval(per_seed)
+    print(
+        f"\n{PARETUNE_HB} on {MAIN_PROBLEM}, compute to match per seed: "
+        + " ".join(fmt_fraction(x) for x in per_seed)
+        + f"; 90% bootstrap interval of their median: {fmt_fraction(lo)} .. {fmt_fraction(hi)}"
+    )
+
+
 def fmt_fraction(x: float) -> str:
     if math.isnan(x):
         return "n/a"
@@ -795,6 +819,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print_table(name, budget, target, summary, settings.seeds)
         if name == MAIN_PROBLEM and PARETUNE_HB in summary:
             final = summary[PARETUNE_HB].to_match
+            if not math.isnan(target):
+                print_spread(by_method[PARETUNE_HB], target)
     path = plot(
         results,
         settings.out / ("search_efficiency_quick.png" if args.quick else "search_efficiency.png"),

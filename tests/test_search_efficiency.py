@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 import subprocess
 import sys
@@ -15,7 +16,13 @@ BENCH = REPO / "benchmarks"
 sys.path.insert(0, str(BENCH))
 
 from problems import MFDTLZ2, PeftSurrogate  # noqa: E402
-from search_efficiency import FINAL_KEY, Curve, ReportedFront, _ray_curves  # noqa: E402
+from search_efficiency import (  # noqa: E402
+    FINAL_KEY,
+    Curve,
+    ReportedFront,
+    _ray_curves,
+    median_interval,
+)
 
 
 class _Draw:
@@ -131,4 +138,24 @@ def test_quick_benchmark_runs_and_ends_with_the_summary_line(tmp_path: Path) -> 
     lines = proc.stdout.strip().splitlines()
     assert re.fullmatch(rf"{FINAL_KEY}: (inf|\d+\.\d\d)", lines[-1]), lines[-1]
     assert "ray optuna+asha" in proc.stdout and "paretune mo-hyperband+tpe" in proc.stdout
+    spread = re.search(
+        r"compute to match per seed: ((?:\S+ )*\S+); 90% bootstrap interval of their median: "
+        r"(\S+) \.\. (\S+)",
+        proc.stdout,
+    )
+    assert spread and len(spread.group(1).split()) == 3, proc.stdout[-2000:]  # --quick: 3 seeds
+    lo, hi = float(spread.group(2)), float(spread.group(3))
+    assert lo <= float(lines[-1].split()[-1]) <= hi
     assert (tmp_path / "search_efficiency_quick.png").stat().st_size > 10_000
+
+
+def test_median_interval_brackets_the_median_and_widens_with_the_spread() -> None:
+    tight = [0.40, 0.41, 0.39, 0.40, 0.42, 0.38, 0.40, 0.41, 0.39, 0.40]
+    wide = [0.2, 0.9, 0.3, 0.45, math.inf, 0.25, 0.6, 0.35, 0.8, 0.4]
+    lo, hi = median_interval(tight)
+    assert 0.38 <= lo <= np.median(tight) <= hi <= 0.42
+    wlo, whi = median_interval(wide)
+    assert wlo <= np.median(wide) <= whi and whi - wlo > 3 * (hi - lo)
+    assert median_interval([0.5] * 10) == (0.5, 0.5)
+    assert median_interval(wide) == median_interval(wide)  # seeded: the same line every run
+    assert median_interval([math.inf] * 6 + [0.3] * 4)[1] == math.inf
