@@ -519,6 +519,7 @@ def run_ray_all(settings: Settings, storage: str) -> dict[str, list[tuple[Curve,
 @dataclass
 class Summary:
     at: dict[float, float]
+    per_seed_to_match: list[float]  # empty without a target
     to_match: float
     n_trials: float
     n_complete: float
@@ -533,11 +534,11 @@ def summarise(curves_by_method: dict[str, list[Curve]]) -> tuple[float, dict[str
     target = median([c.score[-1] if c.score else 0.0 for c in curves_by_method.get(OPTUNA_TPE, [])])
     out = {}
     for method, curves in curves_by_method.items():
+        per_seed = [] if math.isnan(target) else [c.compute_to_reach(target) for c in curves]
         out[method] = Summary(
             at={f: median([c.at(f) for c in curves]) for f in FRACTIONS},
-            to_match=median([c.compute_to_reach(target) for c in curves])
-            if not math.isnan(target)
-            else math.nan,
+            per_seed_to_match=per_seed,
+            to_match=median(per_seed),
             n_trials=median([c.n_trials for c in curves]),
             n_complete=median([c.n_complete for c in curves]),
             claimed=median([c.claimed for c in curves]),
@@ -557,10 +558,9 @@ def median_interval(
     return float(lo), float(hi)
 
 
-def print_spread(curves: Sequence[Curve], target: float) -> None:
+def print_spread(per_seed: Sequence[float]) -> None:
     """Each seed's compute to match for mo-hyperband on the LoRA problem, and how precise their
     median is."""
-    per_seed = [c.compute_to_reach(target) for c in curves]
     lo, hi = median_interval(per_seed)
     print(
         f"\n{PARETUNE_HB} on {MAIN_PROBLEM}, compute to match per seed: "
@@ -819,8 +819,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print_table(name, budget, target, summary, settings.seeds)
         if name == MAIN_PROBLEM and PARETUNE_HB in summary:
             final = summary[PARETUNE_HB].to_match
-            if not math.isnan(target):
-                print_spread(by_method[PARETUNE_HB], target)
+            if summary[PARETUNE_HB].per_seed_to_match:
+                print_spread(summary[PARETUNE_HB].per_seed_to_match)
     path = plot(
         results,
         settings.out / ("search_efficiency_quick.png" if args.quick else "search_efficiency.png"),
