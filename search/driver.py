@@ -323,6 +323,31 @@ def run_dir(spec: StudySpec, override: str | None = None) -> Path:
     return Path(override or spec.artifacts or os.path.join("runs", spec.study)).absolute()
 
 
+TOKEN_NOTICE = "Token authentication is enabled for this Ray cluster"
+TOKEN_LOGGER = "ray._private.authentication.authentication_token_setup"
+
+
+class _DropTokenNotice(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith(TOKEN_NOTICE)
+
+
+@contextmanager
+def _quiet_default_token_notice() -> Iterator[None]:
+    """Drop the notice Ray logs on every local start with RAY_AUTH_MODE unset.
+
+    Ray then turns token authentication on, which is what a local study should run with; the
+    notice only says so, before every ``paretune submit``. Every other message, the warning that
+    authentication is *off* included, still shows.
+    """
+    logger, notice = logging.getLogger(TOKEN_LOGGER), _DropTokenNotice()
+    logger.addFilter(notice)
+    try:
+        yield
+    finally:
+        logger.removeFilter(notice)
+
+
 @contextmanager
 def ray_session(address: str | None, num_cpus: int | None) -> Iterator[None]:
     """Start Ray here (or join ``address``) unless this process already holds a Ray session."""
@@ -346,7 +371,8 @@ def ray_session(address: str | None, num_cpus: int | None) -> Iterator[None]:
         if num_cpus is not None:
             kwargs["num_cpus"] = num_cpus
     try:
-        ray.init(**kwargs)
+        with _quiet_default_token_notice():
+            ray.init(**kwargs)
     except (ConnectionError, ValueError, RuntimeError) as e:
         where = f"the Ray cluster at {address}" if address else "a local Ray"
         raise UserError(
