@@ -22,6 +22,8 @@ from search_efficiency import (  # noqa: E402
     ReportedFront,
     _ray_curves,
     median_interval,
+    print_finals,
+    summarise,
 )
 
 
@@ -147,6 +149,14 @@ def test_quick_benchmark_runs_and_ends_with_the_summary_line(tmp_path: Path) -> 
     lo, hi = float(spread.group(2)), float(spread.group(3))
     assert lo <= float(lines[-1].split()[-1]) <= hi
     assert (tmp_path / "search_efficiency_quick.png").stat().st_size > 10_000
+    for problem in ("mf-dtlz2", "peft-lora"):
+        finals = re.search(
+            rf"\n{problem}, final hv, median \(90% bootstrap interval\): (.+)", proc.stdout
+        )
+        assert finals and finals.group(1).count(" .. ") == 6, proc.stdout[-2000:]  # every row
+        assert re.search(
+            rf"\n{problem}: paretune mo-hyperband\+tpe's median final hv is ", proc.stdout
+        )
 
 
 def test_median_interval_brackets_the_median_and_widens_with_the_spread() -> None:
@@ -159,3 +169,34 @@ def test_median_interval_brackets_the_median_and_widens_with_the_spread() -> Non
     assert median_interval([0.5] * 10) == (0.5, 0.5)
     assert median_interval(wide) == median_interval(wide)  # seeded: the same line every run
     assert median_interval([math.inf] * 6 + [0.3] * 4)[1] == math.inf
+
+
+def _curves(finals: list[float], budget: int = 100) -> list[Curve]:
+    out = []
+    for final in finals:
+        curve = Curve(budget)
+        curve.add(budget // 2, final / 2)
+        curve.add(budget, final)
+        out.append(curve)
+    return out
+
+
+def test_the_final_hypervolume_line_says_which_baseline_ends_ahead(capsys) -> None:
+    hb, tpe, ray = (
+        "paretune mo-hyperband+tpe",
+        "optuna tpe (full fidelity)",
+        "ray optuna+asha",
+    )
+    ours = [0.80, 0.82, 0.84, 0.86, 0.88]
+    _, summary = summarise(
+        {hb: _curves(ours), tpe: _curves([0.81, 0.83, 0.85, 0.87, 0.89]), ray: _curves([0.5] * 5)}
+    )
+    assert summary[hb].finals == ours  # each seed's score at the whole budget
+    print_finals("peft-lora", summary)
+    out = capsys.readouterr().out
+    lo, hi = median_interval(ours)
+    assert f"{hb} 0.8400 ({lo:.4f} .. {hi:.4f})" in out and "ray optuna+asha 0.5000" in out
+    assert out.strip().endswith(f"{hb}'s median final hv is below {tpe}")
+    _, summary = summarise({hb: _curves(ours), tpe: _curves([0.84] * 5), ray: _curves([0.5] * 5)})
+    print_finals("peft-lora", summary)
+    assert capsys.readouterr().out.strip().endswith("median final hv is at least every baseline's")
