@@ -19,7 +19,7 @@ def test_a_local_ray_starts_with_token_auth_and_no_warning(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "RAY_AUTH_MODE"}
     env["HOME"] = str(tmp_path)  # the token Ray generates goes here, not to the user's home
     code = (
-        "import os, ray\n"
+        "import ray\n"
         "from paretune.search.driver import ray_session\n"
         "with ray_session(None, 1):\n"
         "    print('answer', ray.get(ray.remote(lambda: 41 + 1).remote()))\n"
