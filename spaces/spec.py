@@ -217,6 +217,10 @@ class SearchSpec(Strict):
         return out
 
 
+# The default of ``training.pad_to_multiple_of``; why 4: ``trainers/loop.py``.
+PAD_TO_MULTIPLE_OF = 4
+
+
 class TrainingSpec(Strict):
     """How trials train (not searched)."""
 
@@ -236,6 +240,12 @@ class TrainingSpec(Strict):
     )
     max_grad_norm: float = Field(1.0, ge=0)
     eval_batch_size: int = Field(128, ge=1)
+    pad_to_multiple_of: int = Field(
+        PAD_TO_MULTIPLE_OF,
+        ge=1,
+        le=64,
+        description="round each batch's padded length up to a multiple of this: fewer product shapes to compile kernels for",
+    )
 
 
 class ResourcesSpec(Strict):

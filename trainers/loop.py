@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from paretune.spaces.plan import Hyperparams
+from paretune.spaces.spec import PAD_TO_MULTIPLE_OF
 
 from .cpu_dropout import fast_cpu_dropout
 from .precision import autocast, frozen_linears_in
@@ -71,12 +72,32 @@ class BatchStream:
         return self._batches[k]
 
 
+# Padded lengths are rounded up to a multiple of PAD_TO_MULTIPLE_OF (``training.pad_to_multiple_of``,
+# 4). On the CPU the matrix library (oneDNN) compiles kernels for every new product shape, and a
+# product's rows are batch x padded length: with every length from 5 to 64 tokens, a 100-step
+# MiniLM trial compiled about 1,150 of them at about 0.6 ms each. Multiples of 4 leave 16 lengths
+# to compile for; a longer multiple pads more than it saves (docs/training.md has the figures).
+
+
+def padded_width(longest: int, multiple: int = 1, max_width: int | None = None) -> int:
+    """``longest`` rounded up to a multiple of ``multiple``, never above ``max_width`` (the
+    longest sequence of the split, so a batch is never wider than the data it comes from)."""
+    width = -(-longest // multiple) * multiple
+    return width if max_width is None else min(width, max(max_width, longest))
+
+
 def collate(
-    data: TokenizedSet, idx: Sequence[int], pad_id: int, device: torch.device
+    data: TokenizedSet,
+    idx: Sequence[int],
+    pad_id: int,
+    device: torch.device,
+    *,
+    multiple: int = 1,
+    max_width: int | None = None,
 ) -> dict[str, torch.Tensor]:
-    """Pad to the batch's own longest sequence."""
+    """Pad to the batch's own longest sequence, rounded up as ``padded_width`` says."""
     seqs = [data.input_ids[i] for i in idx]
-    width = max(len(s) for s in seqs)
+    width = padded_width(max(len(s) for s in seqs), multiple, max_width)
     ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(seqs), width), dtype=torch.long)
     for row, s in enumerate(seqs):
@@ -135,16 +156,20 @@ def evaluate(
     runner: Runner | None = None,
     split: str = "validation",
     precision: torch.dtype | None = None,
+    pad_to_multiple_of: int = PAD_TO_MULTIPLE_OF,
 ) -> dict[str, float]:
     """Accuracy, macro F1 and mean cross-entropy on a split, without autograd."""
     was_training = model.training
     model.eval()
     order = sorted(range(len(data.labels)), key=lambda i: len(data.input_ids[i]))
+    longest = len(data.input_ids[order[-1]]) if order else 0
     preds, losses = [], []
     with torch.inference_mode():
         for start in range(0, len(order), batch_size):
             idx = order[start : start + batch_size]
-            batch = collate(data, idx, pad_id, device)
+            batch = collate(
+                data, idx, pad_id, device, multiple=pad_to_multiple_of, max_width=longest
+            )
             with autocast(precision, device):
                 logits = forward_logits(model, runner, batch, idx, split).float()
             losses.append(F.cross_entropy(logits, batch["labels"], reduction="sum"))
@@ -232,8 +257,9 @@ class TrainingStep:
     """One optimizer step of ``train``, the body its loop repeats (benchmarks drive it too).
 
     Holds the AdamW optimizer (weight decay on matrices only), the warm-up/linear schedule and
-    the length-grouped batch order of the seed; ``step(k)`` trains on batch ``k`` and returns
-    the loss (raises FloatingPointError on a non-finite one).
+    the length-grouped batch order of the seed; ``batch(k)`` is batch ``k`` padded to a multiple
+    of ``pad_to_multiple_of``; ``step(k)`` trains on it and returns the loss (raises
+    FloatingPointError on a non-finite one).
     """
 
     def __init__(
@@ -248,8 +274,10 @@ class TrainingStep:
         max_grad_norm: float = 1.0,
         runner: Runner | None = None,
         precision: torch.dtype | None = None,
+        pad_to_multiple_of: int = PAD_TO_MULTIPLE_OF,
     ) -> None:
         self.model, self.train_set, self.hp = model, train_set, hp
+        self.pad_to_multiple_of = pad_to_multiple_of
         self.pad_id, self.device, self.max_grad_norm = pad_id, device, max_grad_norm
         self.runner, self.precision = runner, precision
         self.params = [p for p in model.parameters() if p.requires_grad]
@@ -264,13 +292,26 @@ class TrainingStep:
             lr=hp.learning_rate,
         )
         self.schedule = warmup_linear(int(hp.warmup_ratio * max_steps), max_steps)
-        self.stream = BatchStream([len(x) for x in train_set.input_ids], hp.batch_size, hp.seed)
+        lengths = [len(x) for x in train_set.input_ids]
+        self.longest = max(lengths, default=0)
+        self.stream = BatchStream(lengths, hp.batch_size, hp.seed)
+
+    def batch(self, step: int) -> tuple[list[int], dict[str, torch.Tensor]]:
+        """The examples of batch ``step`` and their padded tensors."""
+        idx = self.stream.batch(step)
+        return idx, collate(
+            self.train_set,
+            idx,
+            self.pad_id,
+            self.device,
+            multiple=self.pad_to_multiple_of,
+            max_width=self.longest,
+        )
 
     def step(self, step: int) -> torch.Tensor:
         for group in self.optimizer.param_groups:
             group["lr"] = self.hp.learning_rate * self.schedule(step)
-        idx = self.stream.batch(step)
-        batch = collate(self.train_set, idx, self.pad_id, self.device)
+        idx, batch = self.batch(step)
         with autocast(self.precision, self.device):
             logits = forward_logits(self.model, self.runner, batch, idx, "train")
         loss = F.cross_entropy(logits.float(), batch["labels"])
@@ -308,6 +349,8 @@ def train(
     runner: Runner | None = None,
     reached: list[int] | None = None,
     precision: torch.dtype | None = None,
+    pad_to_multiple_of: int = PAD_TO_MULTIPLE_OF,
+    eval_batch_size: int = 128,
 ) -> dict[str, float]:
     """Train up to ``max_steps``, evaluating at ``eval_steps`` (and at the end).
 
@@ -315,6 +358,7 @@ def train(
     the start, training continues from it (same batches, optimizer state and step counter).
     Returns the last evaluation's metrics; ``reached`` (if given) receives every evaluated step.
     ``precision``: the autocast dtype of forward passes (None: fp32; see ``precision.py``).
+    ``pad_to_multiple_of``: padded lengths are rounded up to it (``PAD_TO_MULTIPLE_OF``).
     """
     device = device or torch.device("cpu")
     model.to(device)
@@ -328,6 +372,7 @@ def train(
         max_grad_norm=max_grad_norm,
         runner=runner,
         precision=precision,
+        pad_to_multiple_of=pad_to_multiple_of,
     )
     ckpt = Path(checkpoint_dir) / CHECKPOINT if checkpoint_dir else None
     state = TrainState()
@@ -350,7 +395,15 @@ def train(
                 progress(state.step)
             if state.step in evals:
                 metrics = evaluate(
-                    model, eval_set, pad_id, num_labels, device, runner=runner, precision=precision
+                    model,
+                    eval_set,
+                    pad_id,
+                    num_labels,
+                    device,
+                    batch_size=eval_batch_size,
+                    runner=runner,
+                    precision=precision,
+                    pad_to_multiple_of=pad_to_multiple_of,
                 )
                 metrics.update(static_metrics or {})
                 metrics["train_seconds"] = state.train_seconds

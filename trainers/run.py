@@ -127,6 +127,8 @@ def train_trial(
         runner=runner,
         reached=reached,
         precision=precision,
+        pad_to_multiple_of=spec.training.pad_to_multiple_of,
+        eval_batch_size=spec.training.eval_batch_size,
     )
     if trial_dir is not None and reached and reached[-1] >= max_steps:
         save_final_adapter(
