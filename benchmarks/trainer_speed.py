@@ -11,7 +11,9 @@ speed ratio against ``transformers.Trainer``.
 paretune runs with its defaults (frozen-prefix path and its cache on, ``precision: auto``:
 bf16 autocast where the CPU multiplies bf16 faster than fp32); ``paretune-nocache`` is the same
 with the cache off, so the cache's share shows; ``paretune-wholelast`` is the defaults with
-``first_token_head`` off (the last block computes every token, as a plain forward does); ``paretune-fp32`` is the defaults with ``precision: fp32``;
+``first_token_head`` off (the last block computes every token, as a plain forward does); ``paretune-fp32`` is the defaults with ``precision: fp32``; ``paretune-pad1``
+the defaults with ``pad_to_multiple_of: 1`` (each batch padded to its own longest sequence
+exactly, so every length is a new product shape for the CPU's matrix library to compile);
 ``paretune-warm`` times a second trial of the same plan in the same process, as in a study where
 a worker runs trial after trial: the frozen prefix's outputs come from the cache the first
 trial filled (trials of a study share the data order, so they meet the same examples).
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import multiprocessing
 import os
 import statistics
 import sys
@@ -39,6 +42,7 @@ import torch
 
 from paretune.spaces import config_from_params, dims_from_config, parse_spec, resolve_model
 from paretune.spaces.families import FAMILIES
+from paretune.spaces.spec import PAD_TO_MULTIPLE_OF
 from paretune.trainers.loop import PeakMemory, TrainingStep, evaluate, train
 from paretune.trainers.precision import cpu_has_native_bf16, resolve_precision
 from paretune.trainers.prefix import FEATURES
@@ -48,7 +52,7 @@ BASE = """\
 study: speed
 model: minilm-l6
 task: {{dataset: vader-movies, max_length: 64, val_size: {val}, test_size: 500, seed: 0}}
-training: {{prefix_cache: {cache}, precision: {precision}, first_token_head: {first_token}}}
+training: {{prefix_cache: {cache}, precision: {precision}, first_token_head: {first_token}, pad_to_multiple_of: {pad}}}
 resources: {{cpus: {cpus}}}
 space:
   learning_rate: 0.002
@@ -86,6 +90,7 @@ def spec_for(
     cpus: int,
     precision: str = "auto",
     first_token: bool = True,
+    pad: int = PAD_TO_MULTIPLE_OF,
 ) -> Any:
     text = BASE.format(
         space=PLANS[plan],
@@ -94,6 +99,7 @@ def spec_for(
         cpus=cpus,
         precision=precision,
         first_token=str(first_token).lower(),
+        pad=pad,
     )
     return parse_spec(text).spec
 
@@ -134,6 +140,7 @@ def trial_stepper(spec: Any, max_steps: int, *, with_runner: bool = False) -> Tr
         device=cpu,
         runner=runner,
         precision=dtype,
+        pad_to_multiple_of=spec.training.pad_to_multiple_of,
     )
 
 
@@ -167,6 +174,7 @@ def run_paretune(spec: Any, steps: int) -> RunResult:
         runner=runner,
         progress=lambda s: (timer.tick(), memory.sample()),
         precision=dtype,
+        pad_to_multiple_of=spec.training.pad_to_multiple_of,
     )
     return RunResult(timer.times, memory.peak - base, metrics["accuracy"])
 
@@ -283,12 +291,27 @@ TRAINERS: dict[str, Callable[[Any, int], RunResult]] = {
     "paretune-nocache": run_paretune,
     "paretune-wholelast": run_paretune,
     "paretune-fp32": run_paretune,
+    "paretune-pad1": run_paretune,
     "paretune-warm": run_paretune_warm,
     "hf-trainer+peft": run_hf_trainer,
     "hf-trainer+peft-bf16": lambda spec, steps: run_hf_trainer(spec, steps, bf16=True),
     "plain-loop-padded": run_plain_padded,
 }
 HF = ("hf-trainer+peft", "hf-trainer+peft-bf16")
+
+
+def _run_one(name: str, plan: str, steps: int, cpus: int, spec_kw: dict[str, Any]) -> RunResult:
+    torch.set_num_threads(cpus)
+    return TRAINERS[name](spec_for(plan, cpus=cpus, **spec_kw), steps)
+
+
+def run_fresh(name: str, plan: str, steps: int, cpus: int, spec_kw: dict[str, Any]) -> RunResult:
+    """One run in a new interpreter, as the first trial of a worker or a user's fresh script:
+    nothing cached and no matrix kernels compiled yet. In one process, a run would find the
+    kernels that earlier runs (of any trainer) had the CPU's matrix library compile for their
+    shapes, and skip that cost."""
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        return pool.apply(_run_one, (name, plan, steps, cpus, spec_kw))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -302,6 +325,11 @@ def main(argv: list[str] | None = None) -> int:
         "--plans", default=",".join(PLANS), help="comma-separated subset of: " + ", ".join(PLANS)
     )
     ap.add_argument("--cpus", type=int, default=min(2, os.cpu_count() or 1))
+    ap.add_argument(
+        "--in-process",
+        action="store_true",
+        help="run everything in this process (faster; later runs reuse the kernels earlier ones compiled)",
+    )
     ap.add_argument(
         "--trainers",
         default=None,
@@ -332,26 +360,29 @@ def main(argv: list[str] | None = None) -> int:
     plans = [p for p in plans if p not in skipped]
     for p in skipped:
         print(f"skipping {p}: family {PLAN_FAMILY[p]} is not in this build")
+    where = "in this process" if args.in_process else "each run in a new process"
     print(
-        f"minilm-l6 / vader-movies, batch 32, {steps} steps, {rounds} round(s), {args.cpus} CPU threads, torch {torch.__version__}"
+        f"minilm-l6 / vader-movies, batch 32, {steps} steps, {rounds} round(s), {args.cpus} CPU threads, torch {torch.__version__}, {where}"
     )
     results: dict[tuple[str, str], list[RunResult]] = {}
     for plan in plans:
         FEATURES.clear()
         for r in range(rounds):
             for name in trainers if r % 2 == 0 else list(reversed(trainers)):
-                if name in ("paretune", "paretune-nocache", "paretune-wholelast"):
+                if name in ("paretune", "paretune-nocache", "paretune-wholelast", "paretune-pad1"):
                     FEATURES.clear()  # a cold worker: the first trial of its kind
-                spec = spec_for(
-                    plan,
-                    cache=name != "paretune-nocache",
-                    val=val,
-                    cpus=args.cpus,
-                    precision="fp32" if name == "paretune-fp32" else "auto",
-                    first_token=name != "paretune-wholelast",
-                )
-                gc.collect()
-                res = TRAINERS[name](spec, steps)
+                spec_kw = {
+                    "cache": name != "paretune-nocache",
+                    "val": val,
+                    "precision": "fp32" if name == "paretune-fp32" else "auto",
+                    "first_token": name != "paretune-wholelast",
+                    "pad": 1 if name == "paretune-pad1" else PAD_TO_MULTIPLE_OF,
+                }
+                if args.in_process:
+                    gc.collect()
+                    res = TRAINERS[name](spec_for(plan, cpus=args.cpus, **spec_kw), steps)
+                else:
+                    res = run_fresh(name, plan, steps, args.cpus, spec_kw)
                 results.setdefault((plan, name), []).append(res)
                 print(
                     f"  {plan:22s} {name:18s} round {r + 1}: {statistics.median(res.step_seconds[2:] or res.step_seconds):.4f} s/step, acc {res.accuracy:.3f}",

@@ -30,6 +30,7 @@ def test_quick_mode_prints_every_trainer_and_the_ratio(capsys):
         {"hf-trainer+peft-bf16"} if cpu_has_native_bf16() else set()
     )
     assert set(rows) == expected
+    assert any("each run in a new process" in line for line in out)
     for cells in rows.values():
         seconds, accuracy = float(cells[2]), float(cells[4])
         assert seconds > 0 and 0.0 <= accuracy <= 1.0
@@ -113,3 +114,27 @@ def test_eval_attention_compares_the_two_paths_and_restores_paretune_attention(c
     assert re.search(r"paretune \d+\.\d{4}, sdpa in eval \d+\.\d{4}", out[-2])
     match = re.fullmatch(r"eval_attention_step_speedup: (\d+\.\d{4}) \((\d) of 2 won\)", out[-1])
     assert match and float(match.group(1)) > 0
+
+
+def test_in_process_run_with_the_padding_ablation(capsys):
+    threads = torch.get_num_threads()
+    try:
+        argv = [
+            "--quick",
+            "--steps",
+            "4",
+            "--plans",
+            "lora-r8-qv-all",
+            "--cpus",
+            "1",
+            "--in-process",
+            "--trainers",
+            "paretune,paretune-pad1,hf-trainer+peft",
+        ]
+        assert trainer_speed.main(argv) == 0
+    finally:
+        torch.set_num_threads(threads)
+    out = capsys.readouterr().out
+    assert "in this process" in out
+    rows = {line.split()[1] for line in out.splitlines() if line.startswith("lora-r8-qv-all ")}
+    assert rows == {"paretune", "paretune-pad1", "hf-trainer+peft"}
