@@ -120,7 +120,7 @@ def test_a_trial_pads_and_evaluates_as_its_spec_says(monkeypatch):
     def spy(data, idx, pad_id, device, **kwargs):
         batch = real_collate(data, idx, pad_id, device, **kwargs)
         seen["width"].add(kwargs["multiple"])
-        if data is not None and len(idx) != config.hparams.batch_size:
+        if len(idx) != config.hparams.batch_size:
             seen["eval_batch"].add(len(idx))
         return batch
 
