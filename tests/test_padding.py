@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import pytest
 import torch
+from trial_models import live_trial_model
 
-from paretune.spaces import config_from_params, dims_from_config, parse_spec, resolve_model
+from paretune.spaces import parse_spec
 from paretune.spaces.spec import PAD_TO_MULTIPLE_OF
 from paretune.trainers import loop
 from paretune.trainers.loop import TrainingStep, collate, evaluate, padded_width
-from paretune.trainers.run import _source_key, build_trial_model, prefix_runner, train_trial
+from paretune.trainers.run import _source_key, prefix_runner, train_trial
 
 SPEC = """\
 study: pad
@@ -25,13 +26,7 @@ space:
 
 def build(layers: str = "all", training: str = ""):
     spec = parse_spec(SPEC.format(layers=layers, training=training)).spec
-    config = config_from_params({}, spec, dims_from_config(resolve_model("tiny-bert").config))
-    net, dims, data, pad = build_trial_model(spec, config)
-    with torch.no_grad():  # non-zero LoRA B so the adapters matter
-        for name, p in net.named_parameters():
-            if "lora_B" in name:
-                p.normal_(0, 0.1)
-    return spec, config, net, dims, data, pad
+    return live_trial_model(spec)
 
 
 def test_width_rounds_up_and_never_passes_the_longest_sequence():

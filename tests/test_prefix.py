@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import pytest
 import torch
+from trial_models import live_trial_model
 
-from paretune.spaces import config_from_params, dims_from_config, parse_spec, resolve_model
+from paretune.spaces import parse_spec
 from paretune.trainers.loop import collate
 from paretune.trainers.prefix import FEATURES, FeatureCache, FrozenPrefix
-from paretune.trainers.run import _source_key, build_trial_model, prefix_runner, train_trial
+from paretune.trainers.run import _source_key, prefix_runner, train_trial
 
 SPEC = """\
 study: p
@@ -26,13 +27,7 @@ def build(model="tiny-bert", layers="[2, 3]", targets="[query, value]", max_leng
     spec = parse_spec(
         SPEC.format(model=model, layers=layers, targets=targets, max_length=max_length)
     ).spec
-    config = config_from_params({}, spec, dims_from_config(resolve_model(model).config))
-    net, dims, data, pad = build_trial_model(spec, config)
-    with torch.no_grad():  # non-zero LoRA B so the adapters matter
-        for name, p in net.named_parameters():
-            if "lora_B" in name:
-                p.normal_(0, 0.1)
-    return spec, config, net, dims, data, pad
+    return live_trial_model(spec)
 
 
 @pytest.mark.parametrize(
