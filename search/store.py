@@ -90,9 +90,12 @@ def is_transient(exc: BaseException) -> bool:
 # Another process creating the same tables at the same moment. PostgreSQL's CREATE TABLE checks
 # for the name before it inserts the table's type row, so two concurrent creators (a driver
 # starting and a dashboard or ``status`` opening the same fresh database) collide on that row;
-# the loser only has to look again.
+# the loser only has to look again. Optuna then stamps its schema revision after checking that
+# none is stamped, so two fresh openers can also both insert that row: the second one's insert fails
+# on the row's key, and the revision it wanted is there.
 _CONCURRENT_CREATE = re.compile(
-    r"pg_type_typname_nsp_index|pg_class_relname_nsp_index|(relation|type|index) \S+ already exists",
+    r"pg_type_typname_nsp_index|pg_class_relname_nsp_index|(relation|type|index) \S+ already exists|"
+    r"alembic_version_pkc|alembic_version\.version_num",
     re.IGNORECASE,
 )
 SCHEMA_ATTEMPTS = 5

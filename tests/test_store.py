@@ -217,3 +217,48 @@ def test_concurrent_first_opens_of_a_postgres_store_all_succeed(postgres_url):
 
     with ThreadPoolExecutor(6) as pool:
         assert list(pool.map(first_open, range(6))) == [0] * 6
+
+
+def test_optuna_revision_stamped_by_another_opener_meanwhile_is_used(postgres_url, tmp_path):
+    """Optuna stamps its schema revision after finding none stamped. Here another opener's
+    transaction inserts the same revision between that check and this opener's insert, which then
+    waits on the row's key and fails when the other commits: the real interleaving, forced."""
+    import threading
+
+    from sqlalchemy import create_engine, text
+
+    head = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'head.db'}").get_current_version()
+    other = create_engine(postgres_url)
+    with other.connect() as conn:  # the empty table alembic makes before it stamps
+        conn.execute(
+            text(
+                "CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL, "
+                "CONSTRAINT alembic_version_pkc PRIMARY KEY (version_num))"
+            )
+        )
+        conn.commit()
+        conn.execute(text("INSERT INTO alembic_version VALUES (:v)"), {"v": head})  # not committed
+        outcome: list[object] = []
+
+        def first_open() -> None:
+            try:
+                outcome.append(open_store(postgres_url).optuna_storage().get_all_studies())
+            except Exception as e:
+                outcome.append(e)
+
+        opener = threading.Thread(target=first_open)
+        opener.start()
+        waiting = (
+            "SELECT count(*) FROM pg_stat_activity "
+            "WHERE wait_event_type = 'Lock' AND datname = current_database()"
+        )
+        # (read in autocommit: inside one transaction pg_stat_activity shows one snapshot)
+        deadline = time.monotonic() + 30
+        with other.connect().execution_options(isolation_level="AUTOCOMMIT") as watch:
+            while watch.execute(text(waiting)).scalar() == 0 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert watch.execute(text(waiting)).scalar() == 1, outcome  # its insert waits on ours
+        conn.commit()
+    opener.join(timeout=30)
+    other.dispose()
+    assert outcome == [[]]
