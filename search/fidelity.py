@@ -49,6 +49,7 @@ from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
+from .conditioned_floats import conditioned_floats
 from .samplers import make_sampler
 
 if TYPE_CHECKING:
@@ -133,6 +134,7 @@ class FidelityAwareAsker:
     known: Callable[[Any], float] | None = None
     known_objective: str = "trainable_params"
     candidates: int = CANDIDATES
+    condition_floats: bool = True
     _studies: list[Any] = field(init=False, repr=False)
     _pending: dict[Hashable, _Pending] = field(init=False, repr=False)
     _seen: dict[Hashable, set[int]] = field(init=False, repr=False)
@@ -236,7 +238,8 @@ class FidelityAwareAsker:
         k = self.model_rung()
         study = self._studies[k]
         if self._spreads(k):
-            return k, self._most_distinct(k, sample, number)
+            chosen = self._most_distinct(k, sample, number)
+            return k, self._condition_floats(k, chosen, sample, number)
         study.sampler = self._sampler(k, number)
         model_trial = study.ask()
         try:
@@ -299,6 +302,48 @@ class FidelityAwareAsker:
                 study.tell(trial, state=_fail_state())
         asked[best].set_user_attr(KNOWN_ATTR, values[best])
         return asked[best]
+
+    def _condition_floats(
+        self, k: int, chosen: Any, sample: Callable[[Any], object], number: int
+    ) -> Any:
+        """``chosen`` (a pending trial of rung ``k``'s model) with its continuous parameters
+        re-chosen for its known objective by :func:`conditioned_floats`, fitted on the top rung's
+        observations; ``chosen`` itself when that model has nothing to say (too few full-fidelity
+        results, no continuous parameter, or more than one objective besides the known one)."""
+        import optuna  # noqa: PLC0415
+
+        if not self.condition_floats or len(self.objectives) != 2:
+            return chosen
+        index = list(self.objectives).index(self.known_objective)
+        other = 1 - index
+        top = self._studies[-1].get_trials(
+            deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)
+        )
+        observations = [(t.params, t.values[index], t.values[other]) for t in top]
+        distributions = dict(chosen.distributions)
+        for t in top:
+            distributions.update(t.distributions)
+        floats = conditioned_floats(
+            chosen.params,
+            distributions,
+            chosen.user_attrs[KNOWN_ATTR],
+            observations,
+            maximize=self.directions[other] == "maximize",
+            seed=(self.seed + 104_729 * number) % 2**32,
+        )
+        if floats is None or all(chosen.params[n] == v for n, v in floats.items()):
+            return chosen
+        study = self._studies[k]
+        study.tell(chosen, state=_fail_state())
+        study.enqueue_trial({**chosen.params, **floats})
+        study.sampler = self._sampler(k, number)
+        trial = study.ask()
+        try:
+            trial.set_user_attr(KNOWN_ATTR, float(self.known(sample(trial))))  # type: ignore[misc]
+        except BaseException:
+            study.tell(trial, state=_fail_state())
+            raise
+        return trial
 
     def ask(self, study: optuna.Study, sample: Callable[[Any], object]) -> optuna.Trial:
         """A trial of the real ``study`` whose parameters the rung model chose.
