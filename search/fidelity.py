@@ -59,6 +59,7 @@ log = logging.getLogger(__name__)
 
 CANDIDATES = 8  # proposals a fitted rung model makes per ask when an objective is known up front
 KNOWN_ATTR = "known_objective"  # a pending model trial's value of that objective
+CONDITIONED_ATTR = "tpe_floats"  # a trial's continuous values as TPE proposed them, when replaced
 SamplerFidelity = Literal["full", "highest-rung"]
 SAMPLER_FIDELITIES: tuple[str, ...] = ("full", "highest-rung")
 History = Iterable[tuple[int, int, Mapping[str, float]]]
@@ -340,6 +341,7 @@ class FidelityAwareAsker:
         trial = study.ask()
         try:
             trial.set_user_attr(KNOWN_ATTR, float(self.known(sample(trial))))  # type: ignore[misc]
+            trial.set_user_attr(CONDITIONED_ATTR, {n: chosen.params[n] for n in floats})
         except BaseException:
             study.tell(trial, state=_fail_state())
             raise
@@ -362,6 +364,8 @@ class FidelityAwareAsker:
         params = dict(model_trial.params)
         study.enqueue_trial(params)
         trial = study.ask()
+        if CONDITIONED_ATTR in model_trial.user_attrs:  # say what the size model replaced
+            trial.set_user_attr(CONDITIONED_ATTR, model_trial.user_attrs[CONDITIONED_ATTR])
         self._pending[trial.number] = _Pending(k, model_trial, params)
         log.debug(
             "trial %d: parameters from the model at rung %d (%d steps)",

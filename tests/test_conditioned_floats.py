@@ -13,7 +13,7 @@ import optuna
 import pytest
 
 from paretune.search.conditioned_floats import MIN_OBSERVATIONS, conditioned_floats
-from paretune.search.fidelity import KNOWN_ATTR, FidelityAwareAsker
+from paretune.search.fidelity import CONDITIONED_ATTR, KNOWN_ATTR, FidelityAwareAsker
 
 SIZES = [10, 100, 1_000, 10_000, 100_000]
 LR = optuna.distributions.FloatDistribution(1e-5, 1e-1, log=True)
@@ -141,6 +141,21 @@ def test_a_fitted_asker_gives_its_pick_the_rate_for_its_size():
     _, tpe = plain.suggest(sized, number=len(OBSERVED))
     assert tpe.params["size"] == size
     assert tpe.params["lr"] != chosen.params["lr"]
+    assert chosen.user_attrs[CONDITIONED_ATTR] == {"lr": tpe.params["lr"]}
+
+
+def test_the_real_trial_records_the_rate_tpe_proposed():
+    asker = asker_with_results(["accuracy", "trainable_params"])
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    for params, size, acc in OBSERVED:  # the real study holds as many trials as were observed
+        study.add_trial(
+            optuna.trial.create_trial(params=params, distributions=DISTS, values=[acc, size])
+        )
+    trial = asker.ask(study, sized)
+    sized(trial)  # the enqueued values become the trial's parameters as it samples them
+    assert abs(math.log10(trial.params["lr"]) - best_log_lr(trial.params["size"])) < 0.25
+    assert set(trial.user_attrs[CONDITIONED_ATTR]) == {"lr"}
+    assert trial.user_attrs[CONDITIONED_ATTR]["lr"] != trial.params["lr"]
 
 
 def test_the_asker_leaves_the_rate_alone_with_another_unknown_objective():
