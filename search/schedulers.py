@@ -142,6 +142,7 @@ class MOSuccessiveHalving(SchedulerCore):
         ranking: RankingStrategy | None = None,
         on_decision: DecisionCallback | None = None,
         bracket: int = 0,
+        promote_undominated: bool = True,
     ) -> None:
         super().__init__(rungs, objectives, directions, on_decision)
         if eta <= 1:
@@ -149,7 +150,9 @@ class MOSuccessiveHalving(SchedulerCore):
         self.eta = eta
         self.ranking = ranking if ranking is not None else EpsilonNetRanking()
         self.bracket = bracket
+        self.promote_undominated = promote_undominated
         self.records: list[dict[Hashable, list[float]]] = [{} for _ in self.rungs]
+        self.siblings: list[MOSuccessiveHalving] = [self]  # brackets whose complete trials count
 
     def evaluate(
         self, trial_key: Hashable, step: float, values: Mapping[str, float]
@@ -178,7 +181,16 @@ class MOSuccessiveHalving(SchedulerCore):
             return self._decision(trial_key, k, rank, n, "promote", "first_at_rung", keep=keep)
         if rank < keep:
             return self._decision(trial_key, k, rank, n, "promote", "top_fraction", keep=keep)
+        if self.promote_undominated and self._undominated(self.records[k][trial_key]):
+            return self._decision(
+                trial_key, k, rank, n, "promote", "undominated_by_complete", keep=keep
+            )
         return self._decision(trial_key, k, rank, n, "stop", "outranked", keep=keep)
+
+    def _undominated(self, point: Sequence[float]) -> bool:
+        """Whether complete trials exist and none of them dominates ``point`` (min form)."""
+        complete = [v for b in self.siblings for v in b.records[-1].values()]
+        return bool(complete) and not any(_dominates(q, point) for q in complete)
 
     def _record(self, key: Hashable, step: float, values: Mapping[str, float]) -> int | None:
         """Store the result at its rung; the rung index if newly recorded there, else None."""
@@ -208,6 +220,13 @@ class MOSuccessiveHalving(SchedulerCore):
         return len(self.records[self.rungs.index(rung)])
 
 
+def _dominates(q: Sequence[float], p: Sequence[float]) -> bool:
+    """``q`` dominates ``p`` (both in min form)."""
+    return all(a <= b for a, b in zip(q, p, strict=True)) and any(
+        a < b for a, b in zip(q, p, strict=True)
+    )
+
+
 def hyperband_weights(n_brackets: int, eta: float) -> list[int]:
     """Trials each synchronous Hyperband bracket would start; bracket s starts at rung s."""
     s_max = n_brackets - 1
@@ -234,6 +253,7 @@ class MOHyperband(SchedulerCore):
         weights: Sequence[float] | None = None,
         ranking: RankingStrategy | None = None,
         on_decision: DecisionCallback | None = None,
+        promote_undominated: bool = True,
     ) -> None:
         super().__init__(rungs, objectives, directions, on_decision)
         n = len(self.rungs)
@@ -244,10 +264,18 @@ class MOHyperband(SchedulerCore):
         self.eta = eta
         self.brackets = [
             MOSuccessiveHalving(
-                self.rungs[s:], objectives, directions, eta=eta, ranking=ranking, bracket=s
+                self.rungs[s:],
+                objectives,
+                directions,
+                eta=eta,
+                ranking=ranking,
+                bracket=s,
+                promote_undominated=promote_undominated,
             )
             for s in range(n)
         ]
+        for bracket in self.brackets:  # every bracket ends at max_steps: one set of complete trials
+            bracket.siblings = self.brackets
         self._assigned: dict[Hashable, int] = {}
 
     def bracket_of(self, trial_key: Hashable) -> int:

@@ -103,6 +103,53 @@ def test_the_epsilon_net_spreads_promotions_along_the_front() -> None:
     assert promoted == {0, 4, 8}
 
 
+def outranked_at_the_first_rung(core: Any) -> dict[str, float]:
+    """Four results at rung 1 that put a fifth, (0.50, 2,500), outside the top third."""
+    for key, (acc, params) in enumerate([(0.70, 1000), (0.60, 500), (0.80, 3000), (0.65, 900)]):
+        core.on_result(key, 1, result(acc, params))
+    return result(0.50, 2500)
+
+
+def test_an_outranked_trial_no_complete_trial_dominates_goes_on() -> None:
+    decisions: list[dict[str, Any]] = []
+    core = asha(on_decision=decisions.append)
+    # one complete trial, cheap and weak: it dominates nothing at (0.50, 2,500)
+    core.on_result(9, 9, result(0.45, 400))
+    late = outranked_at_the_first_rung(core)
+    assert core.on_result(5, 1, late) == "continue"
+    assert decisions[-1]["reason"] == "undominated_by_complete"
+    assert decisions[-1]["rank"] >= decisions[-1]["keep"]  # the top third alone would stop it
+
+
+def test_an_outranked_trial_a_complete_trial_dominates_stops() -> None:
+    decisions: list[dict[str, Any]] = []
+    core = asha(on_decision=decisions.append)
+    core.on_result(9, 9, result(0.55, 2000))  # better and cheaper than (0.50, 2,500)
+    assert core.on_result(5, 1, outranked_at_the_first_rung(core)) == "stop"
+    assert decisions[-1]["reason"] == "outranked"
+
+
+def test_without_complete_trials_or_with_the_rule_off_the_top_third_decides() -> None:
+    for core in (asha(), asha(promote_undominated=False)):
+        if not core.promote_undominated:
+            core.on_result(9, 9, result(0.45, 400))
+        assert core.on_result(5, 1, outranked_at_the_first_rung(core)) == "stop"
+
+
+def test_complete_trials_of_every_hyperband_bracket_count() -> None:
+    core = MOHyperband(RUNGS, OBJ, DIRS, eta=3, seed=0)
+    by_bracket: dict[int, list[int]] = collections.defaultdict(list)
+    for key in range(200):
+        by_bracket[core.bracket_of(key)].append(key)
+    last, first = by_bracket[len(RUNGS) - 1], by_bracket[0]
+    core.on_result(last[0], 9, result(0.55, 2000))  # complete, in the full-fidelity bracket
+    points = [(0.70, 1000), (0.60, 500), (0.80, 3000), (0.65, 900)]
+    for key, (acc, params) in zip(first[:4], points, strict=True):
+        core.on_result(key, 1, result(acc, params))
+    assert core.on_result(first[4], 1, result(0.50, 2500)) == "stop"  # dominated by it
+    assert core.on_result(first[5], 1, result(0.56, 2500)) == "continue"  # not dominated
+
+
 def test_max_steps_ends_a_trial_as_complete() -> None:
     decisions: list[dict[str, Any]] = []
     core = asha(on_decision=decisions.append)
