@@ -439,7 +439,8 @@ def make_trial_scheduler(
 
     ``on_decision`` receives every rung decision as a dict with ``trial_number``, ``rung``,
     ``rank``, ``n_at_rung``, ``action`` ("promote" or "stop"), ``reason`` ("first_at_rung",
-    "top_fraction", "outranked" or "max_steps": a trial stopped for ``max_steps`` is complete) and
+    "top_fraction", "undominated_by_complete", "outranked" or "max_steps": a trial stopped for
+    ``max_steps`` is complete) and
     ``bracket``. ``history`` holds (trial_number, step, metrics) rows rebuilt from the store on
     resume; the rungs are refilled from them before the first new result.
     """
