@@ -11,12 +11,12 @@ from typing import Any
 
 import optuna
 import pytest
+from sized_space import LR_HIGH, LR_LOW, SIZES, sized
 
 from paretune.search.conditioned_floats import MIN_OBSERVATIONS, conditioned_floats
 from paretune.search.fidelity import CONDITIONED_ATTR, KNOWN_ATTR, FidelityAwareAsker
 
-SIZES = [10, 100, 1_000, 10_000, 100_000]
-LR = optuna.distributions.FloatDistribution(1e-5, 1e-1, log=True)
+LR = optuna.distributions.FloatDistribution(LR_LOW, LR_HIGH, log=True)
 DISTS = {"size": optuna.distributions.CategoricalDistribution(SIZES), "lr": LR}
 
 
@@ -37,13 +37,13 @@ def results(sizes: list[int], log_lrs: list[float]) -> list[tuple[dict[str, Any]
     return out
 
 
-OBSERVED = results([10, 1_000, 100_000], [-4.5, -3.5, -3.0, -2.5, -1.5])
+OBSERVED = results([10, 1_000, 100_000], [-4.0, -3.5, -3.0, -2.5, -2.0])
 
 
 @pytest.mark.parametrize("size", [10, 1_000, 100_000])
 def test_the_rate_follows_the_proposals_size(size):
     chosen = conditioned_floats(
-        {"size": size, "lr": 1e-5}, DISTS, float(size), OBSERVED, maximize=True
+        {"size": size, "lr": 1e-4}, DISTS, float(size), OBSERVED, maximize=True
     )
     assert chosen is not None
     assert abs(math.log10(chosen["lr"]) - best_log_lr(size)) < 0.25
@@ -57,8 +57,8 @@ def test_a_size_between_the_observed_ones_gets_a_rate_between_theirs():
 
 def test_a_minimised_objective_is_turned_around():
     flipped = [(p, k, -v) for p, k, v in OBSERVED]
-    up = conditioned_floats({"size": 10, "lr": 1e-5}, DISTS, 10.0, OBSERVED, maximize=True)
-    down = conditioned_floats({"size": 10, "lr": 1e-5}, DISTS, 10.0, flipped, maximize=False)
+    up = conditioned_floats({"size": 10, "lr": 1e-4}, DISTS, 10.0, OBSERVED, maximize=True)
+    down = conditioned_floats({"size": 10, "lr": 1e-4}, DISTS, 10.0, flipped, maximize=False)
     assert up == down
 
 
@@ -90,7 +90,7 @@ def test_several_continuous_parameters_are_chosen_together_and_deterministically
     observed = [
         ({**p, "dropout": d}, k, v - abs(d - 0.1)) for p, k, v in OBSERVED for d in (0.0, 0.1, 0.4)
     ]
-    proposal = {"size": 10, "lr": 1e-5, "dropout": 0.5}
+    proposal = {"size": 10, "lr": 1e-4, "dropout": 0.5}
     first = conditioned_floats(proposal, dists, 10.0, observed, maximize=True, seed=3)
     again = conditioned_floats(proposal, dists, 10.0, observed, maximize=True, seed=3)
     assert first == again
@@ -100,13 +100,6 @@ def test_several_continuous_parameters_are_chosen_together_and_deterministically
 
 
 # -- in the fidelity-aware asker ---------------------------------------------------------------
-
-
-def sized(trial: Any) -> dict[str, Any]:
-    return {
-        "size": trial.suggest_categorical("size", SIZES),
-        "lr": trial.suggest_float("lr", 1e-5, 1e-1, log=True),
-    }
 
 
 def asker_with_results(objectives: list[str], **kw: Any) -> FidelityAwareAsker:

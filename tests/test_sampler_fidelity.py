@@ -13,6 +13,7 @@ from typing import Any
 import optuna
 import pytest
 import yaml
+from sized_space import SIZES, sized
 
 from paretune.search import service
 from paretune.search.searcher import SearchCore
@@ -274,15 +275,6 @@ def test_a_joined_driver_learns_from_the_other_drivers_results(stores, sqlite_ur
 
 
 # -- a fitted model picks, among its proposals, the one that fills a gap in trainable_params ------
-
-SIZES = [10, 100, 1_000, 10_000, 100_000]
-
-
-def sized(trial: Any) -> dict[str, Any]:
-    return {
-        "size": trial.suggest_categorical("size", SIZES),
-        "lr": trial.suggest_float("lr", 1e-4, 1e-2, log=True),
-    }
 
 
 def sized_asker(objectives: list[str], **kw: Any) -> Any:
