@@ -353,10 +353,17 @@ def make_core(
             seed=s.seed,
             ranking=ranking,
             on_decision=on_decision,
+            promote_undominated=s.finish_undominated,
         )
     if s.scheduler == "mo-asha":
         return MOSuccessiveHalving(
-            rungs, objectives, directions, eta=s.eta, ranking=ranking, on_decision=on_decision
+            rungs,
+            objectives,
+            directions,
+            eta=s.eta,
+            ranking=ranking,
+            on_decision=on_decision,
+            promote_undominated=s.finish_undominated,
         )
     if s.scheduler == "none":
         return FullFidelity(rungs, objectives, directions, on_decision=on_decision)

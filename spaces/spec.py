@@ -186,6 +186,11 @@ class SearchSpec(Strict):
         description="results the sampler learns from: the highest rung with enough of them, or "
         "only max_steps (docs/search.md)",
     )
+    finish_undominated: bool = Field(
+        True,
+        description="a trial outranked at a rung goes on when no complete trial dominates it "
+        "there; false: the top 1/eta alone decides (docs/search.md)",
+    )
     min_steps: int = Field(25, ge=1)
     max_steps: int = Field(150, ge=1)
     eta: int = Field(3, ge=2)

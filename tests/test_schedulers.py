@@ -280,6 +280,16 @@ def test_a_pickled_core_keeps_its_rungs_and_drops_the_callback() -> None:
     assert [b.records for b in copy.brackets] == [b.records for b in core.brackets]
 
 
+@pytest.mark.parametrize("scheduler", ["mo-asha", "mo-hyperband"])
+def test_the_spec_turns_the_finishing_rule_off(scheduler: str) -> None:
+    def brackets(core: Any) -> list[MOSuccessiveHalving]:
+        return core.brackets if isinstance(core, MOHyperband) else [core]
+
+    assert all(b.promote_undominated for b in brackets(make_core(spec(scheduler))))
+    off = make_core(spec(scheduler, finish_undominated=False))
+    assert not any(b.promote_undominated for b in brackets(off))
+
+
 def test_make_core_builds_the_named_scheduler() -> None:
     assert isinstance(make_core(spec("mo-asha")), MOSuccessiveHalving)
     assert isinstance(make_core(spec("mo-hyperband")), MOHyperband)
