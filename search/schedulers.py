@@ -43,7 +43,7 @@ from ray.tune.schedulers.trial_scheduler import FIFOScheduler, TrialScheduler
 from paretune.spaces.errors import UserError
 
 from .fidelity import History, objective_values, rung_at
-from .pareto import to_min_form
+from .pareto import dominates, to_min_form
 from .ranking import EpsilonNetRanking, RankingStrategy, as_points
 
 log = logging.getLogger(__name__)
@@ -190,7 +190,7 @@ class MOSuccessiveHalving(SchedulerCore):
     def _undominated(self, point: Sequence[float]) -> bool:
         """Whether complete trials exist and none of them dominates ``point`` (min form)."""
         complete = [v for b in self.siblings for v in b.records[-1].values()]
-        return bool(complete) and not any(_dominates(q, point) for q in complete)
+        return bool(complete) and not any(dominates(q, point) for q in complete)
 
     def _record(self, key: Hashable, step: float, values: Mapping[str, float]) -> int | None:
         """Store the result at its rung; the rung index if newly recorded there, else None."""
@@ -218,13 +218,6 @@ class MOSuccessiveHalving(SchedulerCore):
     def n_at(self, rung: int) -> int:
         """Results recorded at the rung of ``rung`` steps."""
         return len(self.records[self.rungs.index(rung)])
-
-
-def _dominates(q: Sequence[float], p: Sequence[float]) -> bool:
-    """``q`` dominates ``p`` (both in min form)."""
-    return all(a <= b for a, b in zip(q, p, strict=True)) and any(
-        a < b for a, b in zip(q, p, strict=True)
-    )
 
 
 def hyperband_weights(n_brackets: int, eta: float) -> list[int]:
