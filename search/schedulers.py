@@ -142,7 +142,7 @@ class MOSuccessiveHalving(SchedulerCore):
         ranking: RankingStrategy | None = None,
         on_decision: DecisionCallback | None = None,
         bracket: int = 0,
-        promote_undominated: bool = True,
+        finish_undominated: bool = True,
     ) -> None:
         super().__init__(rungs, objectives, directions, on_decision)
         if eta <= 1:
@@ -150,7 +150,7 @@ class MOSuccessiveHalving(SchedulerCore):
         self.eta = eta
         self.ranking = ranking if ranking is not None else EpsilonNetRanking()
         self.bracket = bracket
-        self.promote_undominated = promote_undominated
+        self.finish_undominated = finish_undominated
         self.records: list[dict[Hashable, list[float]]] = [{} for _ in self.rungs]
         self.siblings: list[MOSuccessiveHalving] = [self]  # brackets whose complete trials count
 
@@ -181,7 +181,7 @@ class MOSuccessiveHalving(SchedulerCore):
             return self._decision(trial_key, k, rank, n, "promote", "first_at_rung", keep=keep)
         if rank < keep:
             return self._decision(trial_key, k, rank, n, "promote", "top_fraction", keep=keep)
-        if self.promote_undominated and self._undominated(self.records[k][trial_key]):
+        if self.finish_undominated and self._undominated(self.records[k][trial_key]):
             return self._decision(
                 trial_key, k, rank, n, "promote", "undominated_by_complete", keep=keep
             )
@@ -246,7 +246,7 @@ class MOHyperband(SchedulerCore):
         weights: Sequence[float] | None = None,
         ranking: RankingStrategy | None = None,
         on_decision: DecisionCallback | None = None,
-        promote_undominated: bool = True,
+        finish_undominated: bool = True,
     ) -> None:
         super().__init__(rungs, objectives, directions, on_decision)
         n = len(self.rungs)
@@ -263,7 +263,7 @@ class MOHyperband(SchedulerCore):
                 eta=eta,
                 ranking=ranking,
                 bracket=s,
-                promote_undominated=promote_undominated,
+                finish_undominated=finish_undominated,
             )
             for s in range(n)
         ]
@@ -346,7 +346,7 @@ def make_core(
             seed=s.seed,
             ranking=ranking,
             on_decision=on_decision,
-            promote_undominated=s.finish_undominated,
+            finish_undominated=s.finish_undominated,
         )
     if s.scheduler == "mo-asha":
         return MOSuccessiveHalving(
@@ -356,7 +356,7 @@ def make_core(
             eta=s.eta,
             ranking=ranking,
             on_decision=on_decision,
-            promote_undominated=s.finish_undominated,
+            finish_undominated=s.finish_undominated,
         )
     if s.scheduler == "none":
         return FullFidelity(rungs, objectives, directions, on_decision=on_decision)

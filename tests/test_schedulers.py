@@ -130,8 +130,8 @@ def test_an_outranked_trial_a_complete_trial_dominates_stops() -> None:
 
 
 def test_without_complete_trials_or_with_the_rule_off_the_top_third_decides() -> None:
-    for core in (asha(), asha(promote_undominated=False)):
-        if not core.promote_undominated:
+    for core in (asha(), asha(finish_undominated=False)):
+        if not core.finish_undominated:
             core.on_result(9, 9, result(0.45, 400))
         assert core.on_result(5, 1, outranked_at_the_first_rung(core)) == "stop"
 
@@ -285,9 +285,9 @@ def test_the_spec_turns_the_finishing_rule_off(scheduler: str) -> None:
     def brackets(core: Any) -> list[MOSuccessiveHalving]:
         return core.brackets if isinstance(core, MOHyperband) else [core]
 
-    assert all(b.promote_undominated for b in brackets(make_core(spec(scheduler))))
+    assert all(b.finish_undominated for b in brackets(make_core(spec(scheduler))))
     off = make_core(spec(scheduler, finish_undominated=False))
-    assert not any(b.promote_undominated for b in brackets(off))
+    assert not any(b.finish_undominated for b in brackets(off))
 
 
 def test_make_core_builds_the_named_scheduler() -> None:
