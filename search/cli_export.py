@@ -100,7 +100,9 @@ def retrain_table(
     )
     for column in ("metric", "mean", "std", "study trial", "per seed"):
         table.add_column(column, justify="left" if column in ("metric", "per seed") else "right")
-    ordered = [m for m in objectives if m in summary] + [m for m in summary if m not in objectives]
+    first = [m for m in objectives if m in summary]
+    first += [f"test_{m}" for m in objectives if f"test_{m}" in summary]  # beside the objectives
+    ordered = first + [m for m in summary if m not in first]
     for metric in ordered:
         s = summary[metric]
         fmt = "{:,.0f}" if abs(s["mean"]) >= 1000 else "{:.4f}"
@@ -184,10 +186,11 @@ def _retrain(
 
     from paretune.trainers.export import retrain, summarize  # noqa: PLC0415 - torch loads here
 
+    shown = [*spec.objective_names, *(f"test_{k}" for k in spec.objective_names)]
+
     def on_seed(seed: int, metrics: dict[str, float]) -> None:
         err.print(
-            f"  seed {seed}: "
-            + ", ".join(f"{k} {metrics[k]:.4g}" for k in spec.objective_names if k in metrics)
+            f"  seed {seed}: " + ", ".join(f"{k} {metrics[k]:.4g}" for k in shown if k in metrics)
         )
 
     runs = retrain(spec, config, seeds=seeds, steps=steps, out_dir=out, on_seed=on_seed)

@@ -23,8 +23,10 @@ from paretune.spaces import (
 from paretune.spaces.errors import UserError
 from paretune.trainers import build_trial_model, load_adapted
 from paretune.trainers.export import adapter_format, save_adapter
-from paretune.trainers.loop import train
+from paretune.trainers.loop import evaluate, train
 from paretune.trainers.models import load_model
+from paretune.trainers.precision import resolve_precision
+from paretune.trainers.run import prefix_runner, train_trial
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 runner = CliRunner()
@@ -266,6 +268,25 @@ def test_export_retrains_over_seeds(study):
     assert report["study_values"] == {"accuracy": 0.6, "trainable_params": 2000.0}
     saved = json.loads((out / "plan.json").read_text())
     assert saved["config"]["hparams"]["seed"] == 0  # the first seed's adapter
+    # the test split's figures are those of the saved adapter on the 20 test examples
+    test = report["metrics"]["test_accuracy"]["values"]
+    assert len(test) == 2 and all(abs(v * 20 - round(v * 20)) < 1e-9 for v in test)
+    spec = parse_spec(spec_text("tiny-bert", SPACE)).spec
+    _, dims, data, pad = build_trial_model(spec, config)
+    assert len(data.test.labels) == 20 and data.test.input_ids != data.validation.input_ids[:20]
+    reloaded = load_adapted(load_model(resolve_model("tiny-bert"), 2, pad), out).eval()
+    cpu = torch.device("cpu")
+    precision = resolve_precision(spec.training.precision, cpu)
+    forward = prefix_runner(
+        spec, reloaded, dims, config, source_key="export-test", data=data, precision=precision
+    )
+    own = evaluate(
+        reloaded, data.test, pad, 2, cpu, runner=forward, split="test", precision=precision
+    )
+    assert own["accuracy"] == test[0]
+    assert own["eval_loss"] == pytest.approx(report["metrics"]["test_loss"]["values"][0], abs=1e-5)
+    readme = json.loads((out / "paretune.json").read_text())
+    assert readme["metrics"]["test_accuracy"] == test[0]  # the exported adapter carries it
     table = runner.invoke(
         app,
         [
@@ -285,3 +306,23 @@ def test_export_retrains_over_seeds(study):
     assert (
         table.exit_code == 0 and "accuracy" in table.stdout and "trainable_params" in table.stdout
     )
+    assert "test_accuracy" in table.stdout and "test_accuracy" in table.stderr  # table, per seed
+
+
+def test_a_trial_of_the_search_never_evaluates_the_test_split():
+    spec = parse_spec(spec_text("tiny-bert", SPACE)).spec
+    config = config_from_params(PARAMS, spec, dims_from_config(resolve_model("tiny-bert").config))
+    searched = train_trial(spec, config, lambda s, m: True, max_steps=2)
+    assert searched["accuracy"] >= 0 and not [k for k in searched if k.startswith("test_")]
+    checked = train_trial(spec, config, lambda s, m: True, max_steps=2, test_split=True)
+    assert {"test_accuracy", "test_macro_f1", "test_loss"} <= set(checked)
+    for name in ("accuracy", "eval_loss", "trainable_params"):  # the same run otherwise
+        assert checked[name] == searched[name]
+
+
+def test_a_task_without_a_test_split_reports_no_test_figures():
+    text = spec_text("tiny-bert", SPACE).replace("test_size: 20", "test_size: 0")
+    spec = parse_spec(text).spec
+    config = config_from_params(PARAMS, spec, dims_from_config(resolve_model("tiny-bert").config))
+    metrics = train_trial(spec, config, lambda s, m: True, max_steps=2, test_split=True)
+    assert "accuracy" in metrics and not [k for k in metrics if k.startswith("test_")]

@@ -234,7 +234,9 @@ def retrain(
     out_dir: str | Path | None = None,
     on_seed: Callable[[int, dict[str, float]], None] | None = None,
 ) -> list[dict[str, float]]:
-    """Train ``config`` with seeds 0..seeds-1 for ``steps`` steps; the metrics of each run.
+    """Train ``config`` with seeds 0..seeds-1 for ``steps`` steps; the metrics of each run,
+    with the test split's (``test_accuracy``, ...) where the task has one: the search chose the
+    configuration on the validation split, so the test split's figures are the unbiased ones.
 
     With ``out_dir``, the first seed's adapter is saved there (``train_trial`` writes it into the
     trial directory when the run reaches ``steps``).
@@ -247,7 +249,12 @@ def retrain(
         with tempfile.TemporaryDirectory(prefix="paretune-retrain-") as tmp:
             keep = out_dir is not None and seed == 0
             metrics = train_trial(
-                spec, run, always_continue, max_steps=steps, trial_dir=tmp if keep else None
+                spec,
+                run,
+                always_continue,
+                max_steps=steps,
+                trial_dir=tmp if keep else None,
+                test_split=True,
             )
             if keep:
                 adapter = Path(tmp) / "adapter"

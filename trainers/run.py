@@ -24,7 +24,7 @@ from paretune.spaces.space import lowest_adapted_layer
 from .data import TokenizedSplits, prepare_data
 from .first_token import FirstTokenRunner, supports_first_token
 from .injectors import apply_plan, count_requires_grad
-from .loop import Reporter, train
+from .loop import Reporter, evaluate, train
 from .models import load_model, load_tokenizer, tokenizer_key
 from .precision import precision_name, resolve_precision
 from .prefix import FEATURES, FrozenPrefix, supports_frozen_prefix
@@ -82,12 +82,15 @@ def train_trial(
     eval_steps: Sequence[int] = (),
     trial_dir: str | Path | None = None,
     progress: Callable[[int], None] | None = None,
+    test_split: bool = False,
 ) -> dict[str, float]:
     """Train one configuration; ``reporter(step, metrics)`` gets every evaluation and may stop it.
 
     ``trial_dir``: where checkpoints (and the final adapter) go; a checkpoint found there is
     continued from. Metrics: accuracy, macro_f1, eval_loss, trainable_params, train_seconds,
-    peak_memory_mb (and train_loss).
+    peak_memory_mb (and train_loss). ``test_split``: once trained, also evaluate on the test
+    split (test_accuracy, test_macro_f1, test_loss) where the task has one. A search never asks
+    for it, so no choice a search makes has seen the test split.
     """
     set_threads(spec)
     model, dims, data, pad_id = build_trial_model(spec, config)
@@ -130,11 +133,31 @@ def train_trial(
         pad_to_multiple_of=spec.training.pad_to_multiple_of,
         eval_batch_size=spec.training.eval_batch_size,
     )
+    if test_split and data.test.labels:
+        held_out = evaluate(
+            model,
+            data.test,
+            pad_id,
+            data.num_labels,
+            device,
+            batch_size=spec.training.eval_batch_size,
+            runner=runner,
+            split="test",
+            precision=precision,
+            pad_to_multiple_of=spec.training.pad_to_multiple_of,
+        )
+        metrics.update(test_metrics(held_out))
     if trial_dir is not None and reached and reached[-1] >= max_steps:
         save_final_adapter(
             model, config, dims, Path(trial_dir), metrics, model_name=spec.model.name
         )
     return metrics
+
+
+def test_metrics(evaluation: dict[str, float]) -> dict[str, float]:
+    """An evaluation of the test split under the names the reports use."""
+    names = {"accuracy": "test_accuracy", "macro_f1": "test_macro_f1", "eval_loss": "test_loss"}
+    return {names.get(k, f"test_{k}"): v for k, v in evaluation.items()}
 
 
 def _source_key(spec: StudySpec) -> str:
