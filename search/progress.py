@@ -36,6 +36,7 @@ class ProgressSnapshot:
     pareto_size: int = 0
     hypervolume: float | None = None
     best: dict[str, float] = field(default_factory=dict)
+    best_trial: dict[str, int] = field(default_factory=dict)  # which trial holds each best
     directions: dict[str, str] = field(default_factory=dict)
     started: float = field(default_factory=time.monotonic)
     message: str = ""
@@ -73,6 +74,7 @@ class ProgressState:
         counts = {s: 0 for s in TrialState}
         rejected = 0
         best: dict[str, float] = {}
+        best_trial: dict[str, int] = {}
         for t in trials:
             if t.user_attrs.get("rejected"):
                 rejected += 1
@@ -81,7 +83,7 @@ class ProgressState:
             if t.state == TrialState.COMPLETE and t.values:
                 for name, d, v in zip(objectives, directions, t.values, strict=True):
                     if name not in best or (v > best[name] if d == "maximize" else v < best[name]):
-                        best[name] = float(v)
+                        best[name], best_trial[name] = float(v), t.number
         fields: dict[str, Any] = {
             "budget": budget,
             "used": used,
@@ -93,6 +95,7 @@ class ProgressState:
             "rejected": rejected,
             "pareto_size": pareto_size,
             "best": best,
+            "best_trial": best_trial,
             "directions": dict(zip(objectives, directions, strict=True)),
         }
         if hypervolume is not None:
@@ -130,15 +133,24 @@ def status_line(snap: ProgressSnapshot) -> Text:
     )
 
 
+def _trial_of(snap: ProgressSnapshot, name: str) -> str:
+    number = snap.best_trial.get(name)
+    return "" if number is None else f"#{number}"
+
+
 def render(snap: ProgressSnapshot) -> Group:
-    """The live view: the status line and the best value of each objective."""
+    """The live view: the status line and the best value of each objective, with the trial
+    that reached it (each objective's best is usually a different trial)."""
     line = status_line(snap)
     table = Table(show_header=True, header_style="bold", box=None, pad_edge=False)
     table.add_column("objective")
     table.add_column("direction")
     table.add_column("best", justify="right")
+    table.add_column("trial", justify="right")
     for name, direction in snap.directions.items():
-        table.add_row(name, direction, format_value(name, snap.best.get(name)))
+        table.add_row(
+            name, direction, format_value(name, snap.best.get(name)), _trial_of(snap, name)
+        )
     parts: list[Any] = [line, table]
     if snap.message:
         parts.append(Text(snap.message, style="yellow"))
@@ -146,13 +158,15 @@ def render(snap: ProgressSnapshot) -> Group:
 
 
 def plain_line(snap: ProgressSnapshot) -> str:
-    """The status line and the best values, as plain text for a log."""
+    """The status line and the best value of each objective with its trial, as plain text for
+    a log: ``best per objective: accuracy 0.8080 (#6), trainable_params 22,274 (#10)``."""
     best = ", ".join(
         f"{name} {format_value(name, snap.best[name])}"
+        + (f" ({_trial_of(snap, name)})" if name in snap.best_trial else "")
         for name in snap.directions
         if name in snap.best
     )
-    return status_line(snap).plain + (f"  best: {best}" if best else "")
+    return status_line(snap).plain + (f"  best per objective: {best}" if best else "")
 
 
 def _counters(snap: ProgressSnapshot) -> ProgressSnapshot:

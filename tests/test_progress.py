@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import io
 import time
+from types import SimpleNamespace
 
 from rich.console import Console
 
-from paretune.search.progress import ProgressState, live_progress
+from paretune.search.progress import ProgressState, live_progress, plain_line, render
 
 
 def log_console() -> tuple[Console, io.StringIO]:
@@ -37,8 +38,41 @@ def test_a_log_gets_a_line_per_change_with_counters_and_best_values():
     lines = out.getvalue().splitlines()
     assert len(lines) == 3, lines
     assert lines[0].startswith("qs trials 1/12  complete 0  running 1")
-    assert "best: accuracy 0.8000" in lines[1] and "pareto 1" in lines[1]
-    assert "complete 2" in lines[2] and "best: accuracy 0.8100" in lines[2]  # the end state
+    assert "best per objective: accuracy 0.8000" in lines[1] and "pareto 1" in lines[1]
+    assert "complete 2" in lines[2] and "accuracy 0.8100" in lines[2]  # the end state
+
+
+def test_each_best_value_names_the_trial_that_reached_it():
+    """The best accuracy and the fewest parameters are usually different trials: the line must
+    not read as if one trial had both."""
+    from optuna.trial import TrialState  # noqa: PLC0415
+
+    def trial(number, values, state=TrialState.COMPLETE, **attrs):
+        return SimpleNamespace(number=number, values=values, state=state, user_attrs=attrs)
+
+    state = ProgressState("front")
+    state.refresh(
+        [
+            trial(0, [0.81, 52994.0]),
+            trial(1, [0.78, 22274.0]),
+            trial(2, [0.99, 10.0], rejected=True),  # never trained: counts for nothing
+            trial(3, None, TrialState.PRUNED),
+        ],
+        budget=4,
+        used=4,
+        objectives=["accuracy", "trainable_params"],
+        directions=["maximize", "minimize"],
+        pareto_size=2,
+    )
+    snap = state.snapshot()
+    line = plain_line(snap)
+    assert "best per objective: accuracy 0.8100 (#0), trainable_params 22,274 (#1)" in line
+    assert "complete 2" in line and "pruned 1" in line and "rejected 1" in line
+    out = io.StringIO()
+    Console(file=out, width=100).print(render(snap))
+    rows = {r.split()[0]: r.split() for r in out.getvalue().splitlines() if r.strip()}
+    assert rows["accuracy"][-2:] == ["0.8100", "#0"]
+    assert rows["trainable_params"][-2:] == ["22,274", "#1"]
 
 
 def test_a_busy_study_is_throttled_and_its_last_state_written_at_the_end():
