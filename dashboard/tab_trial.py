@@ -1,4 +1,5 @@
-"""One trial: its plan, parameters, metrics, events, failure traceback, and the export command."""
+"""One trial: its plan, parameters, metrics, events, failure traceback, the export command and
+the seeds ``paretune export --retrain`` trained again."""
 
 from __future__ import annotations
 
@@ -64,6 +65,23 @@ def rejection_message(events: pd.DataFrame) -> str:
     return "Rejected before training: the plan broke a constraint known in advance."
 
 
+RETRAINED = "retrained"  # the event kind paretune export --retrain writes, one per seed
+
+
+def retrained_runs(events: pd.DataFrame, objectives: list[str]) -> pd.DataFrame:
+    """One row per seed ``paretune export --retrain`` trained: seed, steps, each objective and,
+    beside them, the test split's figures."""
+    names = [*objectives, *(f"test_{o}" for o in objectives), "test_loss"]
+    rows = []
+    if not events.empty:
+        for detail in events.loc[events["kind"] == RETRAINED, "detail"]:
+            metrics = (detail or {}).get("metrics", {})
+            row: dict[str, Any] = {"seed": detail.get("seed"), "steps": detail.get("steps")}
+            row.update({n: metrics[n] for n in names if n in metrics})
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
 def render(url: str, d: StudyData) -> None:
     number = _pick(d)
     row = d.trials[d.trials["number"] == number].iloc[0]
@@ -99,6 +117,13 @@ def render(url: str, d: StudyData) -> None:
         st.code(cmd, language="bash")
         if note:
             st.caption(note)
+        runs = retrained_runs(events, list(d.objectives))
+        if not runs.empty:
+            st.markdown(
+                "**Retrained** with `paretune export --retrain`; the `test_` columns are the"
+                " held-out test split, which no trial of the search read"
+            )
+            st.dataframe(runs, hide_index=True)
     left, right = st.columns(2)
     with left:
         st.markdown("**Plan**")

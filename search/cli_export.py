@@ -143,7 +143,8 @@ def export(
             "give --out DIR to export the trial's adapter (or --retrain to train it again)"
         )
     _check_out(out, force)
-    store = open_store(storage_url(storage), create=False)
+    url = storage_url(storage)
+    store = open_store(url, create=False)
     try:
         info = store.get_study(name)
         found = find_trial(store, name, trial)
@@ -154,7 +155,7 @@ def export(
         path = copy_trial_adapter(name, found, out)  # type: ignore[arg-type]
         err.print(f"exported trial {trial} of {name} to {path} ({_load_hint(path)})")
         return
-    _retrain(info, found, name, seeds=seeds, steps=steps, out=out, fmt=fmt, err=err)
+    _retrain(info, found, name, seeds=seeds, steps=steps, out=out, fmt=fmt, err=err, url=url)
 
 
 def _retrain(
@@ -167,6 +168,7 @@ def _retrain(
     out: str | None,
     fmt: str,
     err: Console,
+    url: str,
 ) -> None:
     from paretune.spaces import StudySpec, config_from_params, dims_from_config, resolve_model  # noqa: PLC0415
 
@@ -192,6 +194,7 @@ def _retrain(
         err.print(
             f"  seed {seed}: " + ", ".join(f"{k} {metrics[k]:.4g}" for k in shown if k in metrics)
         )
+        record_seed(url, info.id, found.number, seed, steps, metrics, err)
 
     runs = retrain(spec, config, seeds=seeds, steps=steps, out_dir=out, on_seed=on_seed)
     summary = summarize(runs)
@@ -214,6 +217,34 @@ def _retrain(
         )
     if out is not None:
         err.print(f"seed 0's adapter: {out} ({_load_hint(Path(out))})")
+
+
+RETRAINED = "retrained"  # event kind: one retrained seed of a trial (the dashboard reads it)
+
+
+def record_seed(
+    url: str,
+    study_id: int,
+    number: int,
+    seed: int,
+    steps: int,
+    metrics: dict[str, float],
+    err: Console,
+) -> None:
+    """Keep a retrained seed's metrics in the study's event log (the dashboard's trial detail
+    lists them), as soon as the seed ends: a later seed's crash loses none of them. A store that
+    cannot take the event costs a warning, not the retraining."""
+    from .store import open_store, root_message  # noqa: PLC0415
+
+    detail = {"seed": seed, "steps": steps, "metrics": {k: float(v) for k, v in metrics.items()}}
+    try:
+        store = open_store(url, create=False)
+        try:
+            store.log_event(study_id, RETRAINED, detail, trial_number=number)
+        finally:
+            store.dispose()
+    except Exception as exc:  # noqa: BLE001 - the figures are printed either way
+        err.print(f"  seed {seed} not recorded in the store: {root_message(exc)}")
 
 
 def register(app: typer.Typer) -> None:

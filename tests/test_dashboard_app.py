@@ -280,6 +280,34 @@ def test_trial_tab_export_command(store, monkeypatch):
     assert at.query_params["trial"] in (str(other), [str(other)])
 
 
+def test_trial_tab_lists_the_retrained_seeds_with_their_test_figures(tmp_path, monkeypatch):
+    from paretune.search.cli_export import RETRAINED  # noqa: PLC0415
+    from paretune.search.store import open_store  # noqa: PLC0415
+
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    info = build_synthetic_study(url, "beta", n_trials=6, n_steps=3, fail_fraction=0.0, seed=5)
+    n = info.pareto_numbers[0]
+    store = open_store(url, create=False)
+    try:
+        sid = store.get_study("beta").id
+        for seed, (acc, test) in enumerate([(0.81, 0.79), (0.80, 0.83)]):
+            metrics = {"accuracy": acc, "trainable_params": 1000.0, "test_accuracy": test}
+            detail = {"seed": seed, "steps": 90, "metrics": {**metrics, "test_loss": 0.4}}
+            store.log_event(sid, RETRAINED, detail, trial_number=n)
+    finally:
+        store.dispose()
+    at = run(monkeypatch, url, "page_study.py", study="beta", tab="Trial", trial=str(n))
+    assert "Retrained" in texts(at)
+    table = next(df.value for df in at.dataframe if "test_accuracy" in df.value.columns)
+    assert list(table.columns) == [
+        "seed", "steps", "accuracy", "trainable_params", "test_accuracy", "test_loss",
+    ]  # fmt: skip
+    assert table["test_accuracy"].tolist() == [0.79, 0.83] and table["seed"].tolist() == [0, 1]
+    other = next(t for t in range(6) if t != n)
+    at = run(monkeypatch, url, "page_study.py", study="beta", tab="Trial", trial=str(other))
+    assert "Retrained" not in texts(at)  # only the trial that was retrained
+
+
 def test_live_study_says_how_many_trials_run(store, monkeypatch):
     at = run(monkeypatch, store["url"], "page_study.py", study="live")
     live = [i.value for i in at.info if "Live:" in str(i.value)]

@@ -307,6 +307,31 @@ def test_export_retrains_over_seeds(study):
         table.exit_code == 0 and "accuracy" in table.stdout and "trainable_params" in table.stdout
     )
     assert "test_accuracy" in table.stdout and "test_accuracy" in table.stderr  # table, per seed
+    store = open_store(url, create=False)
+    try:
+        kept = store.events(store.get_study("exp").id, trial_number=0, kinds=["retrained"])
+    finally:
+        store.dispose()
+    assert [(e["detail"]["seed"], e["detail"]["steps"]) for e in kept] == [(0, 3), (1, 3), (0, 2)]
+    assert [e["detail"]["metrics"]["test_accuracy"] for e in kept[:2]] == test  # as reported
+
+
+def test_a_store_that_cannot_take_the_seed_costs_a_warning_not_the_retraining(study, monkeypatch):
+    url, tmp, _ = study
+    from paretune.search import store as store_module  # noqa: PLC0415
+
+    def refuse(*args, **kwargs):
+        raise store_module.OperationalError("INSERT", {}, Exception("database is locked"))
+
+    monkeypatch.setattr(store_module.StudyStore, "log_event", refuse)
+    res = runner.invoke(
+        app,
+        ["export", "exp", "--trial", "0", "--retrain", "--seeds", "1", "--steps", "2", "--format", "json",
+         "--storage", url],
+    )  # fmt: skip
+    assert res.exit_code == 0, (res.output, res.exception)
+    assert "seed 0 not recorded in the store: database is locked" in res.stderr
+    assert json.loads(res.stdout)["metrics"]["test_accuracy"]["values"]  # the figures still come
 
 
 def test_a_trial_of_the_search_never_evaluates_the_test_split():
