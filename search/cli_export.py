@@ -88,6 +88,10 @@ def copy_trial_adapter(name: str, trial: Any, out: str) -> Path:
     return Path(out)
 
 
+def _seeds(n: int) -> str:
+    return f"{n} seed" if n == 1 else f"{n} seeds"
+
+
 def retrain_table(
     name: str,
     number: int,
@@ -96,7 +100,7 @@ def retrain_table(
     study_values: dict[str, float],
 ) -> Table:
     table = Table(
-        title=f"{name} trial {number}: {len(next(iter(summary.values()))['values'])} seeds"
+        title=f"{name} trial {number}: {_seeds(len(next(iter(summary.values()))['values']))}"
     )
     for column in ("metric", "mean", "std", "study trial", "per seed"):
         table.add_column(column, justify="left" if column in ("metric", "per seed") else "right")
@@ -183,7 +187,7 @@ def _retrain(
     )
     steps = steps or info.max_steps or spec.search.max_steps  # the table's: raised by --max-steps
     err.print(
-        f"retraining trial {found.number} of {name}: {config.plan.summary()}, {seeds} seeds x {steps} steps"
+        f"retraining trial {found.number} of {name}: {config.plan.summary()}, {_seeds(seeds)} x {steps} steps"
     )
 
     from paretune.trainers.export import retrain, summarize  # noqa: PLC0415 - torch loads here

@@ -307,6 +307,9 @@ def test_export_retrains_over_seeds(study):
         table.exit_code == 0 and "accuracy" in table.stdout and "trainable_params" in table.stdout
     )
     assert "test_accuracy" in table.stdout and "test_accuracy" in table.stderr  # table, per seed
+    assert (
+        re.search(r"exp trial 0: 1 seed\s*\n", table.stdout) and "1 seed x 2 steps" in table.stderr
+    )
     store = open_store(url, create=False)
     try:
         kept = store.events(store.get_study("exp").id, trial_number=0, kinds=["retrained"])
