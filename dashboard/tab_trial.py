@@ -9,7 +9,9 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
+from paretune.search.cli_export import RETRAINED
 from paretune.search.urls import DEFAULT_STORAGE
+from paretune.spaces import TEST_METRICS
 
 from . import data
 from .analysis import export_command
@@ -65,13 +67,11 @@ def rejection_message(events: pd.DataFrame) -> str:
     return "Rejected before training: the plan broke a constraint known in advance."
 
 
-RETRAINED = "retrained"  # the event kind paretune export --retrain writes, one per seed
-
-
 def retrained_runs(events: pd.DataFrame, objectives: list[str]) -> pd.DataFrame:
     """One row per seed ``paretune export --retrain`` trained: seed, steps, each objective and,
     beside them, the test split's figures."""
-    names = [*objectives, *(f"test_{o}" for o in objectives), "test_loss"]
+    names = [*objectives, *(TEST_METRICS[o] for o in objectives if o in TEST_METRICS)]
+    names += [n for n in TEST_METRICS.values() if n not in names]
     rows = []
     if not events.empty:
         for detail in events.loc[events["kind"] == RETRAINED, "detail"]:

@@ -17,6 +17,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from paretune.spaces import TEST_METRICS
 from paretune.spaces.errors import UserError
 
 from .cli_study import STORAGE_HELP
@@ -105,7 +106,7 @@ def retrain_table(
     for column in ("metric", "mean", "std", "study trial", "per seed"):
         table.add_column(column, justify="left" if column in ("metric", "per seed") else "right")
     first = [m for m in objectives if m in summary]
-    first += [f"test_{m}" for m in objectives if f"test_{m}" in summary]  # beside the objectives
+    first += [TEST_METRICS[m] for m in objectives if TEST_METRICS.get(m) in summary]  # beside them
     ordered = first + [m for m in summary if m not in first]
     for metric in ordered:
         s = summary[metric]
@@ -192,7 +193,10 @@ def _retrain(
 
     from paretune.trainers.export import retrain, summarize  # noqa: PLC0415 - torch loads here
 
-    shown = [*spec.objective_names, *(f"test_{k}" for k in spec.objective_names)]
+    shown = [
+        *spec.objective_names,
+        *(TEST_METRICS[k] for k in spec.objective_names if k in TEST_METRICS),
+    ]
 
     def on_seed(seed: int, metrics: dict[str, float]) -> None:
         err.print(
@@ -223,7 +227,9 @@ def _retrain(
         err.print(f"seed 0's adapter: {out} ({_load_hint(Path(out))})")
 
 
-RETRAINED = "retrained"  # event kind: one retrained seed of a trial (the dashboard reads it)
+RETRAINED = (
+    "retrained"  # event kind: one retrained seed of a trial (pareto and the dashboard read it)
+)
 
 
 def record_seed(

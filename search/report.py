@@ -6,7 +6,11 @@ Row builders return plain dicts (JSON-ready); renderers turn them into rich tabl
 
     [{"trial": 7, "values": {"accuracy": 0.91, "trainable_params": 12290},
       "params": {"lora.rank.L3.query": 8, "learning_rate": 0.0012, ...},
-      "plan": {"lora": {...}}, "summary": "lora r8 on L3-L5 query,value"}, ...]
+      "plan": {"lora": {...}}, "summary": "lora r8 on L3-L5 query,value",
+      "test": {"accuracy": {"mean": 0.905, "seeds": 3, "steps": 90}}}, ...]
+
+``test`` holds, once ``paretune export NAME --trial N --retrain`` has run, the mean test-split
+figure of each quality objective over the seeds of the trial's latest retraining (else ``{}``).
 """
 
 from __future__ import annotations
@@ -20,6 +24,9 @@ from typing import Any
 
 from rich.table import Table
 
+from paretune.spaces import TEST_METRICS
+
+from .cli_export import RETRAINED
 from .driver import driver_is_live
 from .hypervolume import at_fidelity, pareto_trials
 from .progress import format_value
@@ -127,11 +134,39 @@ def trial_rows(store: StudyStore, name: str) -> list[dict[str, Any]]:
     return rows
 
 
+def retrained_test_figures(
+    events: Sequence[dict[str, Any]], objectives: Sequence[str]
+) -> dict[int, dict[str, dict[str, float]]]:
+    """Per trial, the mean test-split figure of each quality objective over the seeds of its
+    latest retraining (the steps of its newest ``retrained`` event; a seed retrained twice at
+    those steps counts once, with its newer figures)."""
+    by_trial: dict[int, list[dict[str, Any]]] = {}
+    for e in events:
+        if e.get("trial_number") is not None and isinstance(e.get("detail"), dict):
+            by_trial.setdefault(int(e["trial_number"]), []).append(e["detail"])
+    out: dict[int, dict[str, dict[str, float]]] = {}
+    for number, details in by_trial.items():
+        steps = details[-1].get("steps")
+        seeds = {d.get("seed"): d.get("metrics", {}) for d in details if d.get("steps") == steps}
+        figures = {}
+        for o in objectives:
+            values = [m[TEST_METRICS[o]] for m in seeds.values() if TEST_METRICS.get(o) in m]
+            if values:
+                figures[o] = {
+                    "mean": sum(values) / len(values),
+                    "seeds": len(values),
+                    "steps": steps,
+                }
+        out[number] = figures
+    return out
+
+
 def pareto_rows(store: StudyStore, name: str) -> list[dict[str, Any]]:
     """The non-dominated COMPLETE feasible trials at the study's max_steps, with values,
-    parameters, plan and summary."""
+    parameters, plan, summary and the test-split figures of any retraining."""
     info = store.get_study(name)
     names, directions = _objectives(info)
+    tested = retrained_test_figures(store.events(info.id, kinds=[RETRAINED]), names)
     return [
         {
             "trial": t.number,
@@ -140,6 +175,7 @@ def pareto_rows(store: StudyStore, name: str) -> list[dict[str, Any]]:
             "plan": t.user_attrs.get("plan"),
             "hparams": t.user_attrs.get("hparams"),
             "summary": t.user_attrs.get("summary"),
+            "test": tested.get(t.number, {}),
         }
         for t in pareto_trials(_trials(store, name), directions, info.max_steps or None)
     ]
@@ -244,17 +280,27 @@ def trials_table(name: str, rows: Sequence[dict[str, Any]], objectives: Sequence
 
 
 def pareto_table(name: str, rows: Sequence[dict[str, Any]], objectives: Sequence[str]) -> Table:
+    """The front; a ``test <objective>`` column (mean, and seeds in brackets) follows the
+    objectives once any front trial has been retrained with ``paretune export --retrain``."""
     table = Table(title=f"Pareto front of {name} ({len(rows)} trials)", header_style="bold")
     table.add_column("#", justify="right")
     for n in objectives:
         table.add_column(n, justify="right")
+    tested = [n for n in objectives if any(n in (r.get("test") or {}) for r in rows)]
+    for n in tested:
+        table.add_column(f"test {n}", justify="right")
     table.add_column("plan")
     table.add_column("learning rate", justify="right")
     for r in rows:
         lr = (r.get("hparams") or {}).get("learning_rate", r["params"].get("learning_rate"))
+        test = r.get("test") or {}
         table.add_row(
             str(r["trial"]),
             *(format_value(n, r["values"].get(n)) for n in objectives),
+            *(
+                f"{format_value(n, test[n]['mean'])} ({test[n]['seeds']})" if n in test else "-"
+                for n in tested
+            ),
             r["summary"] or "-",
             f"{lr:.3g}" if isinstance(lr, int | float) else "-",
         )

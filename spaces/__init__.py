@@ -6,7 +6,7 @@ Imports nothing of the rest of paretune and never torch, so the CLI and the driv
 from __future__ import annotations
 
 from .architectures import ARCHITECTURES, ModelDims, TargetShape, dims_from_config
-from .catalogue import OBJECTIVES, ObjectiveInfo
+from .catalogue import OBJECTIVES, TEST_METRICS, ObjectiveInfo
 from .errors import DataError, ModelError, SpecError, UserError
 from .families import FAMILIES
 from .loader import LoadedSpec, load_spec, parse_spec
@@ -27,6 +27,7 @@ __all__ = [
     "BUILTIN_ALIASES",
     "FAMILIES",
     "OBJECTIVES",
+    "TEST_METRICS",
     "DataError",
     "Hyperparams",
     "LoadedSpec",

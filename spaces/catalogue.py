@@ -26,3 +26,11 @@ OBJECTIVES: dict[str, ObjectiveInfo] = {
 }
 
 METRIC_NAMES: tuple[str, ...] = tuple(OBJECTIVES)
+
+# The test split's figure for each quality objective, as ``paretune export --retrain`` reports it
+# (no trial of a search reads the test split).
+TEST_METRICS: dict[str, str] = {
+    "accuracy": "test_accuracy",
+    "macro_f1": "test_macro_f1",
+    "eval_loss": "test_loss",
+}

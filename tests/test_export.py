@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import re
 
@@ -9,6 +10,7 @@ import optuna
 import pytest
 import torch
 from optuna.distributions import CategoricalDistribution
+from rich.console import Console
 from typer.testing import CliRunner
 
 from paretune.search.cli import app
@@ -317,6 +319,13 @@ def test_export_retrains_over_seeds(study):
         store.dispose()
     assert [(e["detail"]["seed"], e["detail"]["steps"]) for e in kept] == [(0, 3), (1, 3), (0, 2)]
     assert [e["detail"]["metrics"]["test_accuracy"] for e in kept[:2]] == test  # as reported
+    front = runner.invoke(app, ["pareto", "exp", "--format", "json", "--storage", url])
+    rows = {r["trial"]: r for r in json.loads(front.stdout)}
+    latest = kept[2]["detail"]["metrics"]["test_accuracy"]  # the 2-step retraining came last
+    assert rows[0]["test"] == {"accuracy": {"mean": latest, "seeds": 1, "steps": 2}}
+    assert rows[2]["test"] == {}  # never retrained
+    shown = runner.invoke(app, ["pareto", "exp", "--storage", url]).stdout
+    assert "test accuracy" in shown and f"{latest:.4f} (1)" in shown
 
 
 def test_a_store_that_cannot_take_the_seed_costs_a_warning_not_the_retraining(study, monkeypatch):
@@ -354,3 +363,35 @@ def test_a_task_without_a_test_split_reports_no_test_figures():
     config = config_from_params(PARAMS, spec, dims_from_config(resolve_model("tiny-bert").config))
     metrics = train_trial(spec, config, lambda s, m: True, max_steps=2, test_split=True)
     assert "accuracy" in metrics and not [k for k in metrics if k.startswith("test_")]
+
+
+def test_the_front_shows_the_mean_test_figure_of_the_latest_retraining():
+    from paretune.search.report import pareto_table, retrained_test_figures  # noqa: PLC0415
+
+    def seed(trial, seed, steps, test_accuracy):
+        metrics = {"accuracy": 0.9, "test_accuracy": test_accuracy, "test_loss": 0.3}
+        return {"trial_number": trial, "detail": {"seed": seed, "steps": steps, "metrics": metrics}}
+
+    events = [
+        seed(4, 0, 30, 0.50),  # an older, shorter retraining: left out
+        seed(4, 0, 90, 0.70),
+        seed(4, 1, 90, 0.80),
+        seed(4, 1, 90, 0.90),  # seed 1 again at the same steps: the newer figure counts
+        seed(7, 0, 90, 0.60),
+    ]
+    figures = retrained_test_figures(events, ["accuracy", "trainable_params"])
+    assert figures[4] == {"accuracy": {"mean": pytest.approx(0.80), "seeds": 2, "steps": 90}}
+    assert figures[7]["accuracy"]["seeds"] == 1 and "trainable_params" not in figures[7]
+    rows = [
+        {"trial": 4, "values": {"accuracy": 0.9}, "params": {}, "summary": "a", "test": figures[4]},
+        {"trial": 5, "values": {"accuracy": 0.8}, "params": {}, "summary": "b", "test": {}},
+    ]
+    out = io.StringIO()
+    Console(file=out, width=120).print(pareto_table("s", rows, ["accuracy"]))
+    lines = out.getvalue().splitlines()
+    assert "test accuracy" in out.getvalue()
+    assert any("0.8000 (2)" in line for line in lines if " 4 " in line)
+    assert any(" - " in line for line in lines if " 5 " in line)  # not retrained
+    plain = io.StringIO()
+    Console(file=plain, width=120).print(pareto_table("s", rows[1:], ["accuracy"]))
+    assert "test" not in plain.getvalue()  # no column until a trial has been retrained

@@ -11,6 +11,7 @@ from typing import Any
 import torch
 
 from paretune.spaces import (
+    TEST_METRICS,
     StudySpec,
     TrialConfig,
     count_trainable,
@@ -156,8 +157,7 @@ def train_trial(
 
 def test_metrics(evaluation: dict[str, float]) -> dict[str, float]:
     """An evaluation of the test split under the names the reports use."""
-    names = {"accuracy": "test_accuracy", "macro_f1": "test_macro_f1", "eval_loss": "test_loss"}
-    return {names.get(k, f"test_{k}"): v for k, v in evaluation.items()}
+    return {TEST_METRICS.get(k, f"test_{k}"): v for k, v in evaluation.items()}
 
 
 def _source_key(spec: StudySpec) -> str:
