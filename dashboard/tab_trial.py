@@ -75,7 +75,8 @@ def retrained_runs(events: pd.DataFrame, objectives: list[str]) -> pd.DataFrame:
     rows = []
     if not events.empty:
         for detail in events.loc[events["kind"] == RETRAINED, "detail"]:
-            metrics = (detail or {}).get("metrics", {})
+            detail = detail or {}
+            metrics = detail.get("metrics", {})
             row: dict[str, Any] = {"seed": detail.get("seed"), "steps": detail.get("steps")}
             row.update({n: metrics[n] for n in names if n in metrics})
             rows.append(row)

@@ -227,9 +227,8 @@ def _retrain(
         err.print(f"seed 0's adapter: {out} ({_load_hint(Path(out))})")
 
 
-RETRAINED = (
-    "retrained"  # event kind: one retrained seed of a trial (pareto and the dashboard read it)
-)
+# The event kind of one retrained seed of a trial; `paretune pareto` and the dashboard read it.
+RETRAINED = "retrained"
 
 
 def record_seed(
