@@ -11,7 +11,7 @@ import streamlit as st
 
 from paretune.search.cli_export import RETRAINED
 from paretune.search.urls import DEFAULT_STORAGE
-from paretune.spaces import TEST_METRICS
+from paretune.spaces import TEST_METRICS, with_test_metrics
 
 from . import data
 from .analysis import export_command
@@ -70,7 +70,7 @@ def rejection_message(events: pd.DataFrame) -> str:
 def retrained_runs(events: pd.DataFrame, objectives: list[str]) -> pd.DataFrame:
     """One row per seed ``paretune export --retrain`` trained: seed, steps, each objective and,
     beside them, the test split's figures."""
-    names = [*objectives, *(TEST_METRICS[o] for o in objectives if o in TEST_METRICS)]
+    names = with_test_metrics(objectives)
     names += [n for n in TEST_METRICS.values() if n not in names]
     rows = []
     if not events.empty:

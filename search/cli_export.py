@@ -17,7 +17,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from paretune.spaces import TEST_METRICS
+from paretune.spaces import with_test_metrics
 from paretune.spaces.errors import UserError
 
 from .cli_study import STORAGE_HELP
@@ -105,8 +105,7 @@ def retrain_table(
     )
     for column in ("metric", "mean", "std", "study trial", "per seed"):
         table.add_column(column, justify="left" if column in ("metric", "per seed") else "right")
-    first = [m for m in objectives if m in summary]
-    first += [TEST_METRICS[m] for m in objectives if TEST_METRICS.get(m) in summary]  # beside them
+    first = [m for m in with_test_metrics(objectives) if m in summary]
     ordered = first + [m for m in summary if m not in first]
     for metric in ordered:
         s = summary[metric]
@@ -193,10 +192,7 @@ def _retrain(
 
     from paretune.trainers.export import retrain, summarize  # noqa: PLC0415 - torch loads here
 
-    shown = [
-        *spec.objective_names,
-        *(TEST_METRICS[k] for k in spec.objective_names if k in TEST_METRICS),
-    ]
+    shown = with_test_metrics(spec.objective_names)
 
     def on_seed(seed: int, metrics: dict[str, float]) -> None:
         err.print(

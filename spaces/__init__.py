@@ -6,7 +6,7 @@ Imports nothing of the rest of paretune and never torch, so the CLI and the driv
 from __future__ import annotations
 
 from .architectures import ARCHITECTURES, ModelDims, TargetShape, dims_from_config
-from .catalogue import OBJECTIVES, TEST_METRICS, ObjectiveInfo
+from .catalogue import OBJECTIVES, TEST_METRICS, ObjectiveInfo, with_test_metrics
 from .errors import DataError, ModelError, SpecError, UserError
 from .families import FAMILIES
 from .loader import LoadedSpec, load_spec, parse_spec
@@ -54,4 +54,5 @@ __all__ = [
     "parse_spec",
     "resolve_model",
     "sample_config",
+    "with_test_metrics",
 ]

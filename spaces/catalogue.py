@@ -34,3 +34,9 @@ TEST_METRICS: dict[str, str] = {
     "macro_f1": "test_macro_f1",
     "eval_loss": "test_loss",
 }
+
+
+def with_test_metrics(objectives: list[str]) -> list[str]:
+    """The objectives, then the test split's figure of each quality objective among them: the
+    order in which retraining reports list them."""
+    return [*objectives, *(TEST_METRICS[o] for o in objectives if o in TEST_METRICS)]
