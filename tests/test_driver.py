@@ -306,3 +306,51 @@ def test_end_to_end_with_the_real_trainer(tmp_path):
                 t.values[loaded.spec.objective_names.index("trainable_params")]
                 == t.user_attrs["trainable_params"]
             )
+
+
+def test_every_complete_trial_of_a_mo_hyperband_study_exports_in_peft_format(tmp_path):
+    """The default scheduler stops a trial at max_steps as soon as it reports there; the adapter
+    must already be on disk then. Each exported adapter loads with peft alone and gives the
+    logits of the trial's own model (its max_steps checkpoint)."""
+    import torch
+    from peft import PeftModel
+    from typer.testing import CliRunner
+
+    from paretune.search.cli import app
+    from paretune.spaces import config_from_params, dims_from_config, resolve_model
+    from paretune.trainers import build_trial_model
+    from paretune.trainers.models import load_model
+
+    text = spec_text("hb", scheduler="mo-hyperband", sampler="tpe", n_trials=6).replace(
+        "dataset: synthetic", "dataset: synthetic\n  synthetic_size: 300\n  max_length: 16"
+    )
+    loaded = parse_spec(text, "hb.yaml")
+    loaded.spec = loaded.spec.model_copy(update={"artifacts": str(tmp_path / "runs")})
+    url = f"sqlite:///{tmp_path / 'hb.db'}"
+    outcome = service.submit(loaded, storage=url)
+    assert outcome.status == "done", outcome.message
+    study = optuna.load_study(study_name="hb", storage=url)
+    complete = [t for t in study.trials if t.state == TrialState.COMPLETE]
+    assert complete, [t.user_attrs.get("traceback") for t in study.trials]
+    spec = loaded.spec
+    ids = torch.randint(5, 90, (3, 9), generator=torch.Generator().manual_seed(1))
+    for t in complete:
+        out = tmp_path / f"export-{t.number}"
+        res = CliRunner().invoke(
+            app, ["export", "hb", "--trial", str(t.number), "--out", str(out), "--storage", url]
+        )
+        assert res.exit_code == 0, (res.output, res.exception)
+        assert (out / "adapter_config.json").is_file()  # PEFT format: a LoRA plan
+        source = resolve_model(spec.model.name)
+        reloaded = PeftModel.from_pretrained(load_model(source, 2), out).eval()
+        config = config_from_params(t.params, spec, dims_from_config(source.config, 2))
+        own, *_ = build_trial_model(spec, config)
+        checkpoint = torch.load(Path(t.user_attrs["trial_dir"]) / "checkpoint.pt")
+        assert checkpoint["step"] == spec.search.max_steps
+        params = dict(own.named_parameters())
+        with torch.no_grad():
+            for name, value in checkpoint["params"].items():
+                params[name].copy_(value)
+            expected = own.eval()(input_ids=ids).logits
+            got = reloaded(input_ids=ids).logits
+        torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)

@@ -110,6 +110,10 @@ def train_trial(
     if trial_dir is not None:
         Path(trial_dir).mkdir(parents=True, exist_ok=True)
     reached: list[int] = []
+    if trial_dir is not None:
+        reporter = saving_final_adapter(
+            reporter, model, config, dims, Path(trial_dir), max_steps, spec.model.name
+        )
     runner = prefix_runner(
         spec, model, dims, config, source_key=_source_key(spec), data=data, precision=precision
     )
@@ -148,11 +152,35 @@ def train_trial(
             pad_to_multiple_of=spec.training.pad_to_multiple_of,
         )
         metrics.update(test_metrics(held_out))
-    if trial_dir is not None and reached and reached[-1] >= max_steps:
-        save_final_adapter(
-            model, config, dims, Path(trial_dir), metrics, model_name=spec.model.name
-        )
+        if trial_dir is not None and reached and reached[-1] >= max_steps:
+            # the adapter saved at max_steps, again with the test figures in its paretune.json
+            save_final_adapter(
+                model, config, dims, Path(trial_dir), metrics, model_name=spec.model.name
+            )
     return metrics
+
+
+def saving_final_adapter(
+    reporter: Reporter,
+    model: torch.nn.Module,
+    config: TrialConfig,
+    dims: ModelDims,
+    trial_dir: Path,
+    max_steps: int,
+    model_name: str | None,
+) -> Reporter:
+    """``reporter`` that first saves the adapter when the evaluation is at full fidelity.
+
+    The adapter has to be on disk before that last report: a scheduler answers it with STOP
+    (every trial is complete at ``max_steps``), and Ray may end the trial's function there,
+    before it returns."""
+
+    def report(step: int, metrics: dict[str, float]) -> bool:
+        if step >= max_steps:
+            save_final_adapter(model, config, dims, trial_dir, metrics, model_name=model_name)
+        return reporter(step, metrics)
+
+    return report
 
 
 def test_metrics(evaluation: dict[str, float]) -> dict[str, float]:
