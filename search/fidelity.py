@@ -57,6 +57,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+N_STARTUP_TRIALS = 10  # observations of a rung before its model is fitted (random, or the design)
 CANDIDATES = 8  # proposals a fitted rung model makes per ask when an objective is known up front
 KNOWN_ATTR = "known_objective"  # a pending model trial's value of that objective
 CONDITIONED_ATTR = "tpe_floats"  # a trial's continuous values as TPE proposed them, when replaced
@@ -129,13 +130,15 @@ class FidelityAwareAsker:
     sampler: str = "tpe"
     seed: int = 0
     mode: SamplerFidelity = "highest-rung"
-    n_startup_trials: int = 10
+    n_startup_trials: int = N_STARTUP_TRIALS
     min_observations: int | None = None
     constraints: Constraints | None = None
     known: Callable[[Any], float] | None = None
     known_objective: str = "trainable_params"
     candidates: int = CANDIDATES
     condition_floats: bool = True
+    startup: Sequence[Mapping[str, Any]] = ()
+    group: bool = False
     _studies: list[Any] = field(init=False, repr=False)
     _pending: dict[Hashable, _Pending] = field(init=False, repr=False)
     _seen: dict[Hashable, set[int]] = field(init=False, repr=False)
@@ -160,12 +163,14 @@ class FidelityAwareAsker:
         cls,
         spec: Any,
         *,
-        n_startup_trials: int = 10,
+        n_startup_trials: int = N_STARTUP_TRIALS,
         constraints: Constraints | None = None,
         known: Callable[[Any], float] | None = None,
+        startup: Sequence[Mapping[str, Any]] = (),
     ) -> FidelityAwareAsker:
         """The asker a :class:`~paretune.spaces.StudySpec` asks for; ``known`` maps what the
-        sampling function returns to its ``trainable_params``."""
+        sampling function returns to its ``trainable_params``; ``startup`` holds the (partial)
+        parameters of the first trials (:func:`paretune.spaces.startup_params`)."""
         s = spec.search
         return cls(
             rungs=s.rungs(),
@@ -177,6 +182,8 @@ class FidelityAwareAsker:
             n_startup_trials=n_startup_trials,
             constraints=constraints,
             known=known,
+            startup=tuple(startup),
+            group=spec.space.combine is not None,
         )
 
     def _sampler(self, rung: int, number: int, candidate: int = 0) -> Any:
@@ -187,6 +194,7 @@ class FidelityAwareAsker:
             seed=(self.seed + 7919 * (rung + 1) + 104_729 * number + 15_485_863 * candidate)
             % 2**32,
             n_startup_trials=self.n_startup_trials,
+            group=self.group,
         )
 
     # -- which rung the model learns from ------------------------------------------------------
@@ -242,6 +250,8 @@ class FidelityAwareAsker:
             chosen = self._most_distinct(k, sample, number)
             return k, self._condition_floats(k, chosen, sample, number)
         study.sampler = self._sampler(k, number)
+        if number < len(self.startup) and self.n_observations(k) < self.threshold:
+            study.enqueue_trial(dict(self.startup[number]))  # the sampler draws the rest
         model_trial = study.ask()
         try:
             drawn = sample(model_trial)

@@ -8,6 +8,7 @@ and GP read (Optuna 5 deprecates the samplers' ``constraints_func``).
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 from paretune.spaces.errors import UserError
@@ -15,17 +16,22 @@ from paretune.spaces.errors import UserError
 SAMPLERS = ("tpe", "nsga2", "gp", "random")
 
 
-def make_sampler(name: str, *, seed: int, n_startup_trials: int = 10) -> Any:
-    """The Optuna sampler ``name``, seeded."""
+def make_sampler(name: str, *, seed: int, n_startup_trials: int = 10, group: bool = False) -> Any:
+    """The Optuna sampler ``name``, seeded. ``group``: the space is conditional (``space.combine``
+    draws some parameters only for some trials), so multivariate TPE models each group of
+    parameters that occur together instead of only those every trial has."""
     import optuna  # noqa: PLC0415
 
     if name == "tpe":
-        return optuna.samplers.TPESampler(
-            seed=seed,
-            multivariate=True,
-            constant_liar=True,
-            n_startup_trials=n_startup_trials,
-        )
+        with warnings.catch_warnings():  # ``group`` is marked experimental; paretune pins Optuna 5
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.samplers.TPESampler(
+                seed=seed,
+                multivariate=True,
+                constant_liar=True,
+                n_startup_trials=n_startup_trials,
+                group=group,
+            )
     if name == "nsga2":
         return optuna.samplers.NSGAIISampler(seed=seed)
     if name == "gp":

@@ -48,12 +48,13 @@ from paretune.spaces import (
     count_trainable,
     describe_space,
     sample_config,
+    startup_params,
 )
 from paretune.spaces.catalogue import METRIC_NAMES
 
 from .ask_lock import ask_lock
 from .deepening import resume_attrs, resume_config
-from .fidelity import FidelityAwareAsker, History, record_violations
+from .fidelity import N_STARTUP_TRIALS, FidelityAwareAsker, History, record_violations
 from .hypervolume import HypervolumeRecorder, pareto_trials
 from .progress import ProgressState
 from .shared_results import SharedResults
@@ -292,6 +293,7 @@ class SearchCore:
             self.spec,
             constraints=functools.partial(constraint_violations, self.spec) if measured else None,
             known=lambda config: float(count_trainable(config.plan, self.ctx.dims)),
+            startup=startup_params(self.spec, self.ctx.dims, N_STARTUP_TRIALS),
         )
         asker.rebuild(with_trainable_params(stored, trials), trials)
         return asker

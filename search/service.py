@@ -101,7 +101,11 @@ def optuna_study(store: StudyStore, spec: StudySpec, *, seed_offset: int = 0) ->
     import optuna  # noqa: PLC0415
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    sampler = make_sampler(spec.search.sampler, seed=spec.search.seed + seed_offset)
+    sampler = make_sampler(
+        spec.search.sampler,
+        seed=spec.search.seed + seed_offset,
+        group=spec.space.combine is not None,
+    )
     return optuna.create_study(
         study_name=spec.study,
         storage=store.optuna_storage(),

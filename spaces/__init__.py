@@ -19,6 +19,7 @@ from .space import (
     count_trainable,
     describe_space,
     sample_config,
+    startup_params,
 )
 from .spec import SearchSpec, SpaceSpec, StudySpec, TaskSpec
 
@@ -54,5 +55,6 @@ __all__ = [
     "parse_spec",
     "resolve_model",
     "sample_config",
+    "startup_params",
     "with_test_metrics",
 ]

@@ -2,8 +2,8 @@
 
 A preset fills in the family sections the spec leaves out; anything the spec sets itself wins,
 so ``preset: lora-placement`` plus ``lora: {ranks: [0, 8]}`` narrows the preset's ranks, and a
-family set to ``false`` is dropped from the preset (``preset: mixed`` with ``bitfit: false`` on a
-model without biases).
+family (or ``combine``) set to ``false`` is dropped from the preset (``preset: mixed`` with
+``bitfit: false`` on a model without biases).
 
 Target names are the generic ones of ``paretune.spaces.architectures`` for BERT and Llama; on
 GPT-2 (fused ``qkv``) a spec overrides the ``targets`` of the presets that name them.
@@ -32,8 +32,26 @@ PRESETS: dict[str, dict[str, Any]] = {
         "parallel_adapter": {"mode": "shared", "mask": "shared", "sizes": {"ladder": 6}},
         "prefix": {"length": [0, 2, 4, 8, 16, 32]},
     },
-    # every family at once, on targets that may go together (see incompatible())
+    # every family, one or two at a time (space.combine): which families, then the lowest block
+    # (layer.from), then one size each on every block from there up; the first trials are each
+    # family alone at sizes spread over the range (docs/families.md, "Combining families")
     "mixed": {
+        "combine": {"max_families": 2, "layers": "from", "startup": True},
+        "lora": {"mode": "all", "targets": ["query", "value"], "ranks": [1, 2, 4, 8, 16, 32]},
+        "ia3": {"mode": "all"},
+        "prefix": {"length": [2, 4, 8, 16, 32]},
+        "serial_adapter": {"mode": "all", "sizes": [2, 4, 8, 16, 32, 64, 128]},
+        "parallel_adapter": {
+            "mode": "all",
+            "sizes": [2, 4, 8, 16, 32, 64, 128],
+            "scaling": [1.0, 4.0],
+        },
+        "bitfit": {"mode": "all"},
+        "paca": {"mode": "all", "targets": ["query", "value"], "columns": [2, 4, 8, 16, 32, 64]},
+    },
+    # the full per-layer space of every family at once, on targets that may go together
+    # (see families.clashes): every layer's switch of every family drawn in every trial
+    "mixed-per-layer": {
         "lora": {"targets": ["query", "value"], "ranks": [0, 4, 8]},
         "ia3": {"targets": ["key", "output"]},
         "prefix": {"length": [0, 4, 8]},
@@ -49,7 +67,8 @@ def apply_preset(data: dict[str, Any]) -> dict[str, Any]:
     name = data.get("preset")
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; allowed: {', '.join(PRESETS)}")
-    merged = {k: v for k, v in data.items() if not (k in FAMILIES and v is False)}
+    dropped = (*FAMILIES, "combine")  # ``bitfit: false``, ``combine: false``
+    merged = {k: v for k, v in data.items() if not (k in dropped and v is False)}
     for family, section in PRESETS[name].items():
         if data.get(family) is False:
             continue

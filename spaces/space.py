@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from . import combine as combined
 from .architectures import ModelDims
 from .dims import n_choices, suggest
 from .families import FAMILIES
@@ -56,9 +57,11 @@ def sample_config(trial: Any, spec: StudySpec, dims: ModelDims) -> TrialConfig:
     """Sample one configuration define-by-run on an Optuna trial (or ``optuna.trial.FixedTrial``)."""
     space = spec.space
     layers = space.resolve_layers(dims.n_layers)
+    sections = space.enabled_families()
+    if space.combine is not None:  # which families, then where, then how big
+        sections, layers = combined.draw(trial, space, dims, layers)
     plans = {
-        name: FAMILIES[name].sample(trial, section, dims, layers)
-        for name, section in space.enabled_families()
+        name: FAMILIES[name].sample(trial, section, dims, layers) for name, section in sections
     }
     hp = Hyperparams(
         learning_rate=float(suggest(trial, "learning_rate", space.learning_rate)),
@@ -68,6 +71,14 @@ def sample_config(trial: Any, spec: StudySpec, dims: ModelDims) -> TrialConfig:
         seed=int(suggest(trial, "seed", space.seed)),
     )
     return TrialConfig(PeftPlan.of(**plans), hp)
+
+
+def startup_params(spec: StudySpec, dims: ModelDims, n: int) -> list[dict[str, Any]]:
+    """The (partial) parameters of a study's first ``n`` trials: single-family configurations
+    spread over size under ``space.combine`` (:func:`paretune.spaces.combine.startup_params`),
+    else none."""
+    layers = spec.space.resolve_layers(dims.n_layers)
+    return combined.startup_params(spec.space, dims, layers, n)
 
 
 def config_from_params(params: dict[str, Any], spec: StudySpec, dims: ModelDims) -> TrialConfig:
@@ -114,11 +125,16 @@ def describe_space(spec: StudySpec, dims: ModelDims) -> SpaceSummary:
     layers = space.resolve_layers(dims.n_layers)
     dimensions: list[tuple[str, int | None]] = []
     low = high = dims.head_params
+    if space.combine is not None:
+        dimensions += combined.dimensions(space, dims, layers)
+        lo, hi = combined.bounds(space, dims, layers)
+        low, high = low + lo, high + hi
     for name, section in space.enabled_families():
         fam = FAMILIES[name]
         dimensions += fam.dimensions(section, dims, layers)
-        lo, hi = fam.bounds(section, dims, layers)
-        low, high = low + lo, high + hi
+        if space.combine is None:
+            lo, hi = fam.bounds(section, dims, layers)
+            low, high = low + lo, high + hi
     for h in HPARAMS:
         dim = getattr(space, h)
         if n_choices(dim) != 1:
@@ -141,5 +157,6 @@ __all__ = [
     "format_problem",
     "lowest_adapted_layer",
     "sample_config",
+    "startup_params",
     "SpaceSummary",
 ]

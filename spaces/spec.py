@@ -27,6 +27,7 @@ from typing import Any, Literal, Optional, Union
 from pydantic import Field, create_model, field_validator, model_validator
 
 from .catalogue import OBJECTIVES
+from .combine import CombineSpec
 from .dims import FloatDim, FloatRange, IntDim, Strict, unique_list, values_of
 from .families import FAMILIES
 from .presets import apply_preset
@@ -83,6 +84,9 @@ class _SpaceBase(Strict):
     """Placement and hyperparameters; the family sections are added from the registry below."""
 
     preset: str | None = None
+    combine: CombineSpec | None = Field(
+        None, description="draw which families a trial uses, then where, then how big"
+    )
     layers: Union[Literal["all"], list[int], str] = "all"
     learning_rate: FloatDim = FloatRange(low=1e-4, high=3e-3, log=True)
     batch_size: IntDim = 32

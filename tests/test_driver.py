@@ -354,3 +354,45 @@ def test_every_complete_trial_of_a_mo_hyperband_study_exports_in_peft_format(tmp
             expected = own.eval()(input_ids=ids).logits
             got = reloaded(input_ids=ids).logits
         torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+
+
+def sized_trainer(spec, config, reporter, *, max_steps, eval_steps, trial_dir=None):
+    """Accuracy grows with log trainable parameters and with steps; no training."""
+    from paretune.spaces import count_trainable, dims_from_config, resolve_model
+
+    dims = dims_from_config(resolve_model(spec.model.name).config, 2)
+    n = count_trainable(config.plan, dims)
+    for step in eval_steps:
+        acc = 0.4 + 0.04 * math.log(n) * step / max_steps
+        if not reporter(step, {"accuracy": acc, "eval_loss": 1 - acc}):
+            break
+    return {"accuracy": acc}
+
+
+def test_a_twelve_trial_mixed_study_covers_the_range_and_the_families(tmp_path):
+    """The `mixed` preset through the real searcher and scheduler: the proposals of 12 trials
+    span at least 80 % of the space's log-parameter range, try families alone and together."""
+    from paretune.spaces import describe_space, dims_from_config, resolve_model
+
+    text = spec_text("mix", scheduler="mo-hyperband", sampler="tpe", n_trials=12)
+    text = text.replace(
+        "space:\n  lora:\n    targets:\n    - query\n    - value\n    ranks:\n    - 0\n    - 4\n    - 8\n",
+        "space:\n  preset: mixed\n",
+    )
+    loaded = parse_spec(text, "mix.yaml")
+    assert loaded.spec.space.combine is not None
+    url = f"sqlite:///{tmp_path / 'mix.db'}"
+    store = open_store(url)
+    ctx = service.prepare_submit(store, loaded).ctx
+    outcome = run_study(ctx, trial_fn=sized_trainer)
+    assert outcome.status == "done", outcome.message
+    trials = optuna.load_study(study_name="mix", storage=url).trials
+    assert len(trials) == 12
+    counts = [t.user_attrs["trainable_params"] for t in trials]
+    summary = describe_space(loaded.spec, dims_from_config(resolve_model("tiny-bert").config, 2))
+    span = math.log(summary.max_params) - math.log(summary.min_params)
+    assert (math.log(max(counts)) - math.log(min(counts))) / span >= 0.8, counts
+    families = [t.params["families"] for t in trials]
+    alone = {f for f in families if "+" not in f}
+    assert len(alone) == 7, families  # each family alone: the start-up designs
+    assert any("+" in f for f in families), families  # and together

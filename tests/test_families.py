@@ -49,13 +49,21 @@ SECTIONS = {
 }
 GPT2 = {"query": "qkv", "value": "attention_output"}
 MODELS = ("tiny-bert", "tiny-llama", "tiny-gpt2")
+# every family in every trial, per layer (the full per-layer space)
+PER_LAYER = {
+    "tiny-bert": "preset: mixed-per-layer",
+    "tiny-llama": "preset: mixed-per-layer\n  bitfit: false",
+    "tiny-gpt2": (
+        "preset: mixed-per-layer\n  lora: {targets: [qkv]}\n  ia3: {targets: [output]}\n"
+        "  bitfit: {biases: [qkv, output, norms]}"
+    ),
+    "minilm-l6": "preset: mixed-per-layer",
+}
+# one or two families a trial (space.combine)
 MIXED = {
     "tiny-bert": "preset: mixed",
     "tiny-llama": "preset: mixed\n  bitfit: false",
-    "tiny-gpt2": (
-        "preset: mixed\n  lora: {targets: [qkv]}\n  ia3: {targets: [output]}\n"
-        "  bitfit: {biases: [qkv, output, norms]}"
-    ),
+    "tiny-gpt2": "preset: mixed\n  lora: {targets: [qkv]}\n  paca: {targets: [qkv]}",
     "minilm-l6": "preset: mixed",
 }
 
@@ -319,8 +327,12 @@ def test_validate_rejects_a_clash_in_one_line(tmp_path):
 
 
 def test_presets_pass_validation_on_every_architecture():
-    for model, space in MIXED.items():
-        for preset in ("autopeft", space.replace("preset: ", "", 1)):
+    for model in MIXED:
+        for preset in (
+            "autopeft",
+            MIXED[model].replace("preset: ", "", 1),
+            PER_LAYER[model].replace("preset: ", "", 1),
+        ):
             loaded = parse_spec(f"study: f\nmodel: {model}\nspace:\n  preset: {preset}\n")
             check_against_model(loaded, dims_of(model))
 
@@ -349,8 +361,8 @@ def test_analytic_count_equals_built_model(model, family):
 
 
 @pytest.mark.parametrize("model", [*MODELS, "minilm-l6"])
-def test_mixed_plans_count_exactly(model):
-    spec = spec_of(model, MIXED[model])
+def test_per_layer_mixed_plans_count_exactly(model):
+    spec = spec_of(model, PER_LAYER[model])
     dims = dims_of(model, 3)
     configs = [c for _, c in sampled(spec, dims, 4, 12)]
     richest = max(configs, key=lambda c: len(c.plan.families))

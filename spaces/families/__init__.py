@@ -24,12 +24,21 @@ def _shared(a: list[str], b: list[str]) -> list[str]:
 
 
 def incompatible(spec: Any, dims: Any) -> list[str]:
-    """Combinations of families that cannot be applied together (one message each).
+    """Combinations of the spec's families that cannot be applied together (one message each).
+
+    Under ``space.combine`` a trial draws which families it uses, and a combination that clashes
+    is simply never drawn (:mod:`paretune.spaces.combine`), so nothing is refused there."""
+    if getattr(spec.space, "combine", None) is not None:
+        return []
+    return clashes(dict(spec.space.enabled_families()), dims)
+
+
+def clashes(on: dict[str, Any], dims: Any) -> list[str]:
+    """Why the family sections ``on`` (name -> section) cannot train together; [] when they can.
 
     Families may share a module unless one of them would defeat the other there; every
     combination not listed here trains together (see docs/families.md).
     """
-    on = dict(spec.space.enabled_families())
     lora, ia3, paca, bitfit = (on.get(n) for n in ("lora", "ia3", "paca", "bitfit"))
     problems: list[str] = []
     if lora is not None and ia3 is not None:
@@ -58,4 +67,4 @@ def incompatible(spec: Any, dims: Any) -> list[str]:
     return problems
 
 
-__all__ = ["FAMILIES", "Family", "incompatible", "layer_ranges"]
+__all__ = ["FAMILIES", "Family", "clashes", "incompatible", "layer_ranges"]

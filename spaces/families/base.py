@@ -23,6 +23,9 @@ class Family(ABC):
     name: ClassVar[str]
     space_model: ClassVar[type[Strict]]
     plan_type: ClassVar[type]
+    # whether the family sits on chosen blocks (False: it covers every layer by itself, as the
+    # prefix does), so ``space.combine`` draws a layer range only for families it moves
+    layer_placed: ClassVar[bool] = True
 
     def check(self, space: Any, dims: ModelDims, layers: list[int]) -> list[Problem]:
         """Problems that need the model to see (a rank above a dimension, an unknown target)."""

@@ -86,10 +86,11 @@ class BottleneckFamily(Family):
     ) -> list[tuple[str, int | None]]:
         sizes = resolve_sizes(space.sizes, dims.hidden)
         out: list[tuple[str, int | None]] = []
-        if space.mode == "shared":
+        if space.mode in ("shared", "all"):
             if len(sizes) > 1:
                 out.append((f"{self.name}.size", len(sizes)))
-            out += mask_dimensions(self.name, space.mask, layers)
+            if space.mode == "shared":
+                out += mask_dimensions(self.name, space.mask, layers)
         elif len(sizes) > 1:
             out += [(f"{self.name}.size.L{layer}", len(sizes)) for layer in layers]
         if n_choices(space.scaling) != 1:
@@ -101,9 +102,11 @@ class BottleneckFamily(Family):
     ) -> BottleneckPlan | None:
         sizes = resolve_sizes(space.sizes, dims.hidden)
         placed: list[tuple[int, int]] = []
-        if space.mode == "shared":
+        if space.mode in ("shared", "all"):
             size = int(suggest(trial, f"{self.name}.size", sizes))
-            on = sample_mask(trial, self.name, space.mask, layers)
+            on = (
+                layers if space.mode == "all" else sample_mask(trial, self.name, space.mask, layers)
+            )
             placed = [(layer, size) for layer in on] if size > 0 else []
         else:
             for layer in layers:
@@ -125,7 +128,7 @@ class BottleneckFamily(Family):
         sizes = resolve_sizes(space.sizes, dims.hidden)
         high = len(layers) * self.module_params(dims, max(sizes))
         if space.mode == "shared" or 0 in sizes:
-            return 0, high  # every layer masked off / every size 0
+            return 0, high  # every layer masked off / a size 0
         return len(layers) * self.module_params(dims, min(sizes)), high
 
     def layers(self, plan: BottleneckPlan, dims: ModelDims) -> set[int]:

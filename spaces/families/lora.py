@@ -24,7 +24,7 @@ class LoraSpace(Strict):
 
     targets: list[str] = Field(default_factory=lambda: ["query", "value"])
     ranks: list[int] = Field(default_factory=lambda: [0, 4, 8, 16])
-    mode: Literal["per-layer", "shared"] = "per-layer"
+    mode: Literal["per-layer", "shared", "all"] = "per-layer"
     alpha: float | None = Field(None, gt=0, description="fixed alpha")
     alpha_multiple: float | None = Field(None, gt=0, description="alpha = multiple x rank")
     dropout: FloatDim = 0.0
@@ -118,11 +118,12 @@ class LoraFamily(Family):
         self, space: LoraSpace, dims: ModelDims, layers: list[int]
     ) -> list[tuple[str, int | None]]:
         out: list[tuple[str, int | None]] = []
-        if space.mode == "shared":
+        if space.mode in ("shared", "all"):
             positive = [r for r in space.ranks if r > 0]
             if len(positive) > 1:
                 out.append(("lora.rank", len(positive)))
-            out += [(f"lora.layer.L{layer}", 2) for layer in layers]
+            if space.mode == "shared":
+                out += [(f"lora.layer.L{layer}", 2) for layer in layers]
         else:
             if len(space.ranks) > 1:
                 out += [
@@ -139,11 +140,11 @@ class LoraFamily(Family):
         self, trial: Any, space: LoraSpace, dims: ModelDims, layers: list[int]
     ) -> LoraPlan | None:
         ranks: list[tuple[int, str, int]] = []
-        if space.mode == "shared":
+        if space.mode in ("shared", "all"):
             positive = [r for r in space.ranks if r > 0]
             rank = suggest(trial, "lora.rank", positive)
             for layer in layers:
-                if suggest(trial, f"lora.layer.L{layer}", [False, True]):
+                if space.mode == "all" or suggest(trial, f"lora.layer.L{layer}", [False, True]):
                     ranks += [(layer, t, rank) for t in space.targets]
         else:
             for layer, t in self._placements(space, layers):
@@ -170,7 +171,7 @@ class LoraFamily(Family):
         doras = [bool(d) for d in values_of(space.dora)]
         positive = [r for r in space.ranks if r > 0]
         placements = self._placements(space, layers)
-        if space.mode == "shared" or 0 in space.ranks:
+        if space.mode == "shared" or (0 in space.ranks and space.mode == "per-layer"):
             low = 0  # every layer masked off / every rank 0
         else:
             low = sum(self.module_params(dims, t, min(positive), min(doras)) for _, t in placements)

@@ -93,10 +93,9 @@ class PacaFamily(Family):
         self, space: PacaSpace, dims: ModelDims, layers: list[int]
     ) -> list[tuple[str, int | None]]:
         n = len(space.columns)
-        if space.mode == "shared":
-            return ([("paca.columns", n)] if n > 1 else []) + mask_dimensions(
-                self.name, space.mask, layers
-            )
+        if space.mode in ("shared", "all"):
+            mask = mask_dimensions(self.name, space.mask, layers) if space.mode == "shared" else []
+            return ([("paca.columns", n)] if n > 1 else []) + mask
         if n == 1:
             return []
         return [(f"paca.columns.L{layer}.{t}", n) for layer in layers for t in space.targets]
@@ -105,9 +104,11 @@ class PacaFamily(Family):
         self, trial: Any, space: PacaSpace, dims: ModelDims, layers: list[int]
     ) -> PacaPlan | None:
         placed: list[tuple[int, str, int]] = []
-        if space.mode == "shared":
+        if space.mode in ("shared", "all"):
             k = int(suggest(trial, "paca.columns", space.columns))
-            on = sample_mask(trial, self.name, space.mask, layers)
+            on = (
+                layers if space.mode == "all" else sample_mask(trial, self.name, space.mask, layers)
+            )
             placed = [(layer, t, k) for layer in on for t in space.targets] if k > 0 else []
         else:
             for layer in layers:
@@ -127,7 +128,7 @@ class PacaFamily(Family):
         def total(k: int) -> int:
             return len(layers) * sum(self.module_params(dims, t, k) for t in space.targets)
 
-        low = 0 if space.mode == "shared" else total(min(space.columns))
+        low = 0 if space.mode == "shared" or 0 in space.columns else total(min(space.columns))
         return low, total(max(space.columns))
 
     def layers(self, plan: PacaPlan, dims: ModelDims) -> set[int]:

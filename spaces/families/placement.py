@@ -8,6 +8,9 @@ Every layer-placed family offers the same two ways to search where it goes:
   that decides which layers get it. ``mask: own`` gives the family its own mask
   (``serial_adapter.layer.L3``); ``mask: shared`` uses the study-wide mask ``layer.L3``, the same
   Optuna parameter for every family whose mask is shared: that is AutoPEFT's one layer mask.
+- ``mode: all``: one searched value for the family (if it has sizes) on every layer it is given:
+  the layers of ``space.layers``, or under ``space.combine`` the trial's layers from
+  ``layer.from`` up (:mod:`paretune.spaces.combine`).
 
 A shared mask needs no coordination between families: Optuna returns the value already drawn
 when a trial suggests the same parameter name again with the same choices.
@@ -21,8 +24,8 @@ from pydantic import Field
 
 from ..dims import Strict, suggest
 
-Mode = Literal["per-layer", "shared"]
-SwitchMode = Literal["per-layer", "shared", "all"]  # on/off families may also be placed everywhere
+Mode = Literal["per-layer", "shared", "all"]
+SwitchMode = Mode  # on/off families placed everywhere search nothing
 Mask = Literal["own", "shared"]
 SHARED_MASK = "layer"
 MASK_CHOICES = [False, True]

@@ -55,6 +55,7 @@ class PrefixPlan:
 class PrefixFamily(Family):
     name: ClassVar[str] = "prefix"
     space_model = PrefixSpace
+    layer_placed: ClassVar[bool] = False
     plan_type = PrefixPlan
 
     def dimensions(
