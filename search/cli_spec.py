@@ -12,12 +12,12 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from paretune.search.consoles import stderr_console, stdout_console
 from paretune.spaces import (
     LoadedSpec,
     ModelDims,
     SpecError,
     check_against_model,
-    config_from_params,
     count_trainable,
     describe_space,
     dims_from_config,
@@ -25,10 +25,9 @@ from paretune.spaces import (
     resolve_model,
 )
 from paretune.spaces.errors import UserError
-from paretune.spaces.families import FAMILIES
-from paretune.spaces.space import HPARAMS
+from paretune.spaces.given import config_from_given, parameters
 
-err = Console(stderr=True)
+err = stderr_console()
 
 
 def load_checked(path: str, *, num_labels: int | None = None) -> tuple[LoadedSpec, ModelDims, Any]:
@@ -54,39 +53,25 @@ def task_labels(loaded: LoadedSpec) -> int:
     return len(load_dataset(loaded.spec.task).label_names)
 
 
-def searched_names(loaded: LoadedSpec, dims: ModelDims) -> list[str]:
-    spec = loaded.spec
-    layers = spec.space.resolve_layers(dims.n_layers)
-    names = [
-        n
-        for fam, section in spec.space.enabled_families()
-        for n, _ in FAMILIES[fam].dimensions(section, dims, layers)
-    ]
-    from paretune.spaces.dims import is_searched  # noqa: PLC0415
-
-    return names + [h for h in HPARAMS if is_searched(getattr(spec.space, h))]
-
-
 def expand_params(raw: dict[str, Any], names: list[str]) -> dict[str, Any]:
-    """Expand glob keys (``lora.rank.*.query``) onto the searched parameter names."""
+    """Expand glob keys (``lora.rank.*.query``) onto the searched parameter names; a key ending
+    in ``.*`` also names its stem (``lora.rank.*`` is ``lora.rank`` in a ``mode: all`` space)."""
     out: dict[str, Any] = {}
     for key, value in raw.items():
-        matches = (
-            [n for n in names if fnmatch.fnmatchcase(n, key)]
-            if any(c in key for c in "*?[")
-            else [key]
-        )
-        if not matches:
-            raise UserError(
-                f"--params key {key!r} matches no parameter; parameters: {', '.join(names[:12])}..."
-            )
+        if any(c in key for c in "*?["):
+            matches = [
+                n
+                for n in names
+                if fnmatch.fnmatchcase(n, key) or (key.endswith(".*") and n == key[:-2])
+            ]
+            if not matches:
+                raise UserError(
+                    f"--params key {key!r} matches no parameter; the space has: {', '.join(names)}"
+                )
+        else:
+            matches = [key]
         for m in matches:
             out.setdefault(m, value)
-    unknown = [k for k in out if k not in names]
-    if unknown:
-        raise UserError(
-            f"--params has unknown parameter {unknown[0]!r}; the space has: {', '.join(names)}"
-        )
     return out
 
 
@@ -105,7 +90,15 @@ def parse_params(text: str) -> dict[str, Any]:
     return data
 
 
-def validate(spec: str = typer.Argument(..., help="study spec (YAML)")) -> None:
+def validate(
+    spec: str = typer.Argument(..., help="study spec (YAML)"),
+    list_params: bool = typer.Option(
+        False,
+        "--params",
+        help="also list the space's parameter names and choices (what `trial --params` takes) "
+        "and the space a preset expands to",
+    ),
+) -> None:
     """Check a spec: model dimensions, search dimensions, size of the space, parameter range."""
     loaded, _, source = load_checked(spec)
     num_labels = task_labels(loaded)
@@ -113,7 +106,7 @@ def validate(spec: str = typer.Argument(..., help="study spec (YAML)")) -> None:
     check_against_model(loaded, dims)
     found = _found_targets(source, dims)
     summary = describe_space(loaded.spec, dims)
-    out = Console()
+    out = stdout_console()
     out.print(f"[green]ok[/] {spec}: study [bold]{loaded.spec.study}[/]")
     table = Table(show_header=False, box=None)
     table.add_row("model", f"{loaded.spec.model.name}: {dims.describe()}")
@@ -129,6 +122,30 @@ def validate(spec: str = typer.Argument(..., help="study spec (YAML)")) -> None:
     )
     table.add_row("rungs (steps)", ", ".join(map(str, loaded.spec.search.rungs())))
     out.print(table)
+    if list_params:
+        print_parameters(out, loaded, dims)
+
+
+def print_parameters(out: Console, loaded: LoadedSpec, dims: ModelDims) -> None:
+    """The space as ``trial --params`` sees it: each parameter and its choices, then the space
+    section a preset expands to (as YAML)."""
+    table = Table(title="searched parameters (trial --params)", title_justify="left")
+    table.add_column("parameter", no_wrap=True)
+    table.add_column("choices")
+    for name, param in parameters(loaded.spec, dims).items():
+        table.add_row(name, param.describe())
+    out.print(table)
+    space = loaded.spec.space
+    if space.preset:
+        import yaml  # noqa: PLC0415
+
+        expanded = space.model_dump(mode="json", exclude_unset=True, exclude={"preset"})
+        out.print(f"preset {space.preset!r} expands to:")
+        out.print(
+            yaml.safe_dump({"space": expanded}, sort_keys=False, default_flow_style=None),
+            end="",
+            markup=False,
+        )
 
 
 def _found_targets(source: Any, dims: ModelDims) -> list[str]:
@@ -169,17 +186,8 @@ def trial(
     loaded, dims, source = load_checked(spec)
     num_labels = task_labels(loaded)
     dims = dims_from_config(source.config, num_labels)
-    raw = expand_params(parse_params(params), searched_names(loaded, dims))
-    try:
-        config = config_from_params(raw, loaded.spec, dims)
-    except ValueError as e:
-        missing = [n for n in searched_names(loaded, dims) if n not in raw]
-        if missing:
-            more = "..." if len(missing) > 8 else ""
-            raise UserError(
-                f"--params lacks searched parameters: {', '.join(missing[:8])}{more}"
-            ) from None
-        raise UserError(f"--params does not fix the configuration: {e}") from None
+    given = expand_params(parse_params(params), list(parameters(loaded.spec, dims)))
+    config = config_from_given(given, loaded.spec, dims)
     steps = max_steps or loaded.spec.search.max_steps
     evals = (
         list(range(eval_every, steps + 1, eval_every))
@@ -232,7 +240,7 @@ def trial(
     table.add_column("value", justify="right")
     for k, v in metrics.items():
         table.add_row(k, f"{v:,.4f}" if abs(v) < 1000 else f"{v:,.0f}")
-    Console().print(table)
+    stdout_console().print(table)
 
 
 def register(app: typer.Typer) -> None:

@@ -28,8 +28,10 @@ def write(
     lr="{low: 1.0e-3, high: 1.0e-2, log: true}",
     extra="",
     model=None,
+    max_length=24,
 ):
     text = TINY.format(dataset=dataset, ranks=ranks, lr=lr, extra=extra)
+    text = text.replace("max_length: 24", f"max_length: {max_length}")
     if model:
         text = text.replace("model: tiny-bert", f"model: {model}")
     p = tmp_path / "spec.yaml"
@@ -94,6 +96,12 @@ def test_trial_json_prints_one_object_with_the_metrics(tmp_path, monkeypatch, ca
         ({"ranks": "[0, 128]"}, [], "rank 128 is larger than query's dimension 64"),
         ({"ranks": "[0, -2]"}, [], "ranks must be >= 0"),
         ({"lr": "{low: 1.0e-2, high: 1.0e-3}"}, [], "bounds are reversed"),
+        ({"max_length": 1024}, [], "1024 is above the position limit of tiny-bert, 512 tokens"),
+        (
+            {"max_length": 600, "model": "tiny-gpt2"},
+            [],
+            "600 is above the position limit of tiny-gpt2, 512 tokens",
+        ),
     ],
 )
 def test_bad_input_gives_one_line_and_status_2(
@@ -129,8 +137,8 @@ def test_bad_files_and_columns(tmp_path, monkeypatch, capsys):
 
 def test_trial_params_errors(tmp_path, monkeypatch, capsys):
     spec = write(tmp_path)
-    code, _, err = run(monkeypatch, capsys, "trial", spec, "--params", '{"lora.rank.*": 4}')
-    assert code == 2 and "lacks searched parameters: learning_rate" in err
+    code, _, err = run(monkeypatch, capsys, "trial", spec, "--params", '{"lora.rank.*": 5}')
+    assert code == 2 and "lora.rank.L0.query=5 is not among its choices: 0, 4" in err
     code, _, err = run(monkeypatch, capsys, "trial", spec, "--params", "{not json")
     assert code == 2 and "not valid JSON" in err
     code, _, err = run(monkeypatch, capsys, "trial", spec, "--params", '{"warp.speed": 9}')
