@@ -19,7 +19,7 @@ adapter transforms the output of ``ffn_output_target``; the parallel adapter rea
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .errors import ModelError
@@ -61,6 +61,9 @@ class ModelDims:
     # the module whose output feeds block 0: the trainer may replace it to skip frozen blocks
     # (None: the architecture adds more after it, e.g. GPT-2's position embeddings)
     embeddings: str | None = None
+    # the longest input the position embeddings allow (None: rotary or relative positions, no
+    # hard limit): a longer task.max_length crashes in the embeddings, so validate refuses it
+    max_positions: int | None = None
 
     def block(self, i: int) -> str:
         return f"{self.block_path}.{i}"
@@ -207,12 +210,32 @@ ARCHITECTURES: dict[str, Architecture] = {
 }
 
 
+# model types whose positions are a learned table with a hard end (rotary ones have none)
+LEARNED_POSITIONS = ("bert", "roberta", "xlm-roberta", "camembert", "distilbert", "gpt2")
+# absolute position ids start after the padding index in these (514 embeddings: 512 tokens)
+PADDING_OFFSET_POSITIONS = ("roberta", "xlm-roberta", "camembert")
+
+
+def position_limit(cfg: dict[str, Any]) -> int | None:
+    """The longest input a model with learned absolute position embeddings can take."""
+    if cfg.get("model_type") not in LEARNED_POSITIONS:
+        return None
+    if cfg.get("position_embedding_type", "absolute") != "absolute":
+        return None
+    limit = cfg.get("n_positions") or cfg.get("max_position_embeddings")
+    if not isinstance(limit, int):
+        return None
+    if cfg.get("model_type") in PADDING_OFFSET_POSITIONS:
+        limit -= int(cfg.get("pad_token_id") or 0) + 1
+    return limit
+
+
 def dims_from_config(cfg: dict[str, Any], num_labels: int = 2) -> ModelDims:
     """ModelDims for a config dict; an unknown architecture names what paretune would need."""
     model_type = cfg.get("model_type")
     for arch in ARCHITECTURES.values():
         if model_type in arch.model_types:
-            return arch.dims(cfg, num_labels)
+            return replace(arch.dims(cfg, num_labels), max_positions=position_limit(cfg))
     known = ", ".join(t for a in ARCHITECTURES.values() for t in a.model_types)
     raise ModelError(
         f"unsupported architecture model_type={model_type!r}: paretune needs an entry in "

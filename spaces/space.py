@@ -32,6 +32,13 @@ def check_against_model(spec: StudySpec | LoadedSpec, dims: ModelDims) -> None:
             ("space", "layers"),
             f"layer {bad[0] if bad else space.layers} does not exist; the model has layers 0-{dims.n_layers - 1}",
         )
+    limit = dims.max_positions
+    if limit is not None and loaded.spec.task.max_length > limit:
+        raise loaded.error(
+            ("task", "max_length"),
+            f"{loaded.spec.task.max_length} is above the position limit of "
+            f"{loaded.spec.model.name}, {limit} tokens",
+        )
     for name, section in space.enabled_families():
         for loc, message in FAMILIES[name].check(section, dims, layers):
             raise loaded.error(("space", name, *loc), message)

@@ -121,3 +121,21 @@ def test_space_summary_bounds_match_extreme_plans():
     assert summary.n_dimensions == 15
     assert summary.discrete_size == 3**12 * 2 * 2
     assert summary.continuous == ("learning_rate",)
+
+
+def test_the_position_limit_of_learned_absolute_positions_only():
+    from paretune.spaces import resolve_model
+    from paretune.spaces.architectures import position_limit
+
+    bert = dict(resolve_model("tiny-bert").config)
+    assert position_limit(bert) == 512
+    # RoBERTa numbers positions after its padding index: 514 embeddings hold 512 tokens
+    assert (
+        position_limit(
+            {**bert, "model_type": "roberta", "max_position_embeddings": 514, "pad_token_id": 1}
+        )
+        == 512
+    )
+    assert position_limit({**bert, "position_embedding_type": "relative_key"}) is None
+    assert position_limit(dict(resolve_model("tiny-gpt2").config)) == 512
+    assert position_limit(dict(resolve_model("tiny-llama").config)) is None  # rotary: no table
