@@ -8,9 +8,11 @@ then ``$PARETUNE_STORAGE``, then the default.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from paretune.spaces import (
@@ -22,7 +24,7 @@ from paretune.spaces import (
     resolve_model,
 )
 from paretune.spaces.catalogue import OBJECTIVES
-from paretune.spaces.errors import SpecError, UserError
+from paretune.spaces.errors import DataError, SpecError, UserError
 
 from .deepening import check_max_steps, raise_max_steps, with_max_steps
 from .driver import (
@@ -62,16 +64,37 @@ def storage_url(cli: str | None = None, spec: StudySpec | None = None) -> str:
 def model_dims(spec: StudySpec) -> ModelDims:
     """The model's dimensions from its config alone (no weights, no torch).
 
-    The classification head is sized with ``task.num_labels``, or 2 when the spec leaves it to the
-    data; the trainer reports the exact ``trainable_params`` of every trial, which is what the
-    objective uses.
+    The classification head is sized with ``task.num_labels``, or the number of labels the task's
+    data holds (read without torch), so ``trainable_params`` counted here equals the trainer's;
+    2 when the data cannot be read here (a file moved after submit), with a warning.
     """
     source = resolve_model(
         spec.model.name,
         trust_remote_code=spec.model.trust_remote_code,
         revision=spec.model.revision,
     )
-    return dims_from_config(source.config, spec.task.num_labels or 2)
+    return dims_from_config(source.config, task_num_labels(spec.task))
+
+
+def task_num_labels(task: Any) -> int:
+    """``task.num_labels``, or the labels of its data (cached per data set and file version)."""
+    if task.num_labels:
+        return int(task.num_labels)
+    path = Path(task.dataset).expanduser()
+    version = path.stat().st_mtime_ns if path.is_file() else None
+    return _labels_of(task.model_dump_json(), version)
+
+
+@functools.lru_cache(maxsize=32)
+def _labels_of(task_json: str, version: int | None) -> int:
+    from paretune.spaces.spec import TaskSpec  # noqa: PLC0415
+    from paretune.trainers.data import load_dataset  # noqa: PLC0415 - reads files, no torch
+
+    try:
+        return len(load_dataset(TaskSpec.model_validate_json(task_json)).label_names)
+    except DataError as e:
+        log.warning("counting trainable parameters for 2 labels: %s", e)
+        return 2
 
 
 def check_spec(loaded: LoadedSpec) -> ModelDims:
