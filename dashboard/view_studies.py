@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import streamlit as st
 
+from paretune.spaces.numbers import format_hypervolume
+
 from . import data
 from .view_common import ago, run_page
 
@@ -32,6 +34,9 @@ def render(url: str) -> None:
     c3.metric("Trials", int(table["trials"].sum()))
     shown = table.copy()
     shown["last_update"] = [ago(t) for t in table["last_update"]]
+    shown["hypervolume"] = [
+        format_hypervolume(None if v != v else v) for v in table["hypervolume"]
+    ]  # as the CLI writes it
     st.session_state["_studies_names"] = list(table["study"])
     st.dataframe(
         shown,
@@ -47,7 +52,7 @@ def render(url: str) -> None:
             "RUNNING": st.column_config.NumberColumn("running"),
             "WAITING": st.column_config.NumberColumn("waiting"),
             "pareto_size": st.column_config.NumberColumn("Pareto size"),
-            "hypervolume": st.column_config.NumberColumn("hypervolume", format="%.4g"),
+            "hypervolume": st.column_config.TextColumn("hypervolume"),
             "hv_source": st.column_config.TextColumn(
                 "HV", help="recorded by the driver, or computed here"
             ),

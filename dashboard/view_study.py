@@ -7,10 +7,11 @@ from datetime import datetime, timezone
 import streamlit as st
 
 from paretune.search.urls import mask_url
+from paretune.spaces.numbers import format_hypervolume
 
 from . import data, tab_parameters, tab_pareto, tab_placement, tab_progress, tab_trial, tab_trials
 from .study_data import StudyData
-from .view_common import ago, fmt, guard, run_page
+from .view_common import ago, guard, run_page
 from .view_selection import TAB_KEY
 
 TABS = ("Pareto front", "Progress", "Placement", "Parameters", "Trials", "Trial")
@@ -87,7 +88,11 @@ def _header(d: StudyData, live: bool) -> None:
     cols[3].metric("Failed", states.get("FAIL", 0))
     cols[4].metric("Running", d.n_running)
     cols[5].metric("Pareto size", len(d.front))
-    cols[6].metric("Hypervolume", fmt(d.hypervolume), help=f"{d.hypervolume_source or 'none yet'}")
+    cols[6].metric(
+        "Hypervolume",
+        format_hypervolume(d.hypervolume),
+        help=f"{d.hypervolume_source or 'none yet'}",
+    )
     if live:
         stale = heartbeat_age(r.heartbeat_at)
         if stale is None or stale > STALE_HEARTBEAT_S:

@@ -17,6 +17,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from paretune.search.consoles import stderr_console, stdout_console
 from paretune.spaces import with_test_metrics
 from paretune.spaces.errors import UserError
 
@@ -154,7 +155,7 @@ def export(
         found = find_trial(store, name, trial)
     finally:
         store.dispose()
-    err = Console(stderr=True, highlight=False, soft_wrap=True)
+    err = stderr_console(highlight=False, soft_wrap=True)
     if not retrain:
         path = copy_trial_adapter(name, found, out)  # type: ignore[arg-type]
         err.print(f"exported trial {trial} of {name} to {path} ({_load_hint(path)})")
@@ -216,7 +217,7 @@ def _retrain(
         }
         typer.echo(json.dumps(payload, indent=2))
     else:
-        Console(highlight=False).print(
+        stdout_console(highlight=False).print(
             retrain_table(name, found.number, summary, spec.objective_names, study_values)
         )
     if out is not None:

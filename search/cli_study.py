@@ -14,7 +14,9 @@ from typing import Any
 import typer
 from rich.console import Console
 
+from paretune.search.consoles import stderr_console, stdout_console
 from paretune.spaces.errors import UserError
+from paretune.spaces.numbers import format_hypervolume
 
 from .trainable import TrialFn
 
@@ -38,11 +40,11 @@ def _storage_opt() -> Any:
 
 
 def _out() -> Console:
-    return Console(highlight=False, soft_wrap=True)
+    return stdout_console(highlight=False, soft_wrap=True)
 
 
 def _err() -> Console:
-    return Console(stderr=True, highlight=False)
+    return stderr_console(highlight=False)
 
 
 def _check_format(value: str, allowed: tuple[str, ...]) -> str:
@@ -201,7 +203,7 @@ def status(
             typer.echo(report.trials_csv(trials, objectives), nl=False)
         else:
             console = _out()
-            hv = f"{head['hypervolume']:.5g}" if head["hypervolume"] is not None else "-"
+            hv = format_hypervolume(head["hypervolume"])
             console.print(
                 f"[bold]{name}[/]: {head['status']}, {head['used']}/{head['budget']} trials, "
                 f"Pareto front {head['pareto_size']}, hypervolume {hv}"

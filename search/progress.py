@@ -19,6 +19,9 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from paretune.search.consoles import stderr_console
+from paretune.spaces.numbers import format_hypervolume
+
 
 @dataclass(frozen=True)
 class ProgressSnapshot:
@@ -128,7 +131,7 @@ def status_line(snap: ProgressSnapshot) -> Text:
         f"  pruned {snap.pruned}  ",
         (f"failed {snap.failed}", "red" if snap.failed else ""),
         f"  rejected {snap.rejected}  pareto {snap.pareto_size}",
-        f"  hv {snap.hypervolume:.4g}" if snap.hypervolume is not None else "",
+        f"  hv {format_hypervolume(snap.hypervolume)}" if snap.hypervolume is not None else "",
         f"  {elapsed:.0f}s",
     )
 
@@ -185,7 +188,7 @@ def live_progress(
     """Redraw the progress view twice a second while the block runs. Off a terminal (a log
     file, a pipe, a batch job) write a plain line instead whenever the counters change, at most
     one per ``min_gap_seconds``, and the last state when the block ends."""
-    console = console or Console(stderr=True)
+    console = console or stderr_console()
     if console.is_terminal:
         with Live(
             console=console,

@@ -25,6 +25,7 @@ from typing import Any
 from rich.table import Table
 
 from paretune.spaces import TEST_METRICS
+from paretune.spaces.numbers import format_hypervolume
 
 from .cli_export import RETRAINED
 from .driver import driver_is_live
@@ -251,7 +252,7 @@ def studies_table(rows: Sequence[dict[str, Any]]) -> Table:
             str(t.get("FAIL", 0)),
             str(t.get("RUNNING", 0)),
             str(r["pareto_size"]),
-            f"{r['hypervolume']:.5g}" if r["hypervolume"] is not None else "-",
+            format_hypervolume(r["hypervolume"]),
             r["updated"] or "-",
         )
     return table

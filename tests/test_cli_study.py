@@ -256,3 +256,23 @@ def test_ctrl_c_during_submit_exits_130(tmp_path, monkeypatch):
     store = open_store(url)
     assert store.get_study("int").status == "interrupted"
     store.dispose()
+
+
+def test_tables_piped_keep_long_names_and_one_hypervolume_format(tmp_path):
+    from paretune.spaces.numbers import format_hypervolume
+
+    name = "orphaned-tweets-three-class-sentiment-with-a-long-study-name"
+    url = f"sqlite:///{tmp_path / 'long.db'}"
+    cli_study.TRIAL_FN = fake
+    try:
+        res = invoke("submit", write_spec(tmp_path, name=name), "--storage", url)
+    finally:
+        cli_study.TRIAL_FN = None
+    assert res.exit_code == 0, res.output
+    hv = json.loads(invoke("status", "--storage", url, "--format", "json").stdout)[0]["hypervolume"]
+    for command in (("studies",), ("status",), ("status", name)):
+        text = invoke(*command, "--storage", url).stdout
+        assert name in text, (command, text)  # not cut at 80 columns ("orph...")
+        assert "…" not in text and "..." not in text
+    assert f"hypervolume {format_hypervolume(hv)}" in invoke("status", name, "--storage", url).stdout
+    assert format_hypervolume(41_893.7) == "41,890" and format_hypervolume(0.417234) == "0.4172"
