@@ -89,9 +89,9 @@ def train_trial(
 
     ``trial_dir``: where checkpoints (and the final adapter) go; a checkpoint found there is
     continued from. Metrics: accuracy, macro_f1, eval_loss, trainable_params, train_seconds,
-    peak_memory_mb (and train_loss). ``test_split``: once trained, also evaluate on the test
-    split (test_accuracy, test_macro_f1, test_loss) where the task has one. A search never asks
-    for it, so no choice a search makes has seen the test split.
+    peak_memory_mb (and train_loss). ``test_split``: once trained to ``max_steps``, also evaluate
+    on the test split (test_accuracy, test_macro_f1, test_loss) where the task has one. A search
+    never asks for it, so no choice a search makes has seen the test split.
     """
     set_threads(spec)
     model, dims, data, pad_id = build_trial_model(spec, config)
@@ -138,7 +138,7 @@ def train_trial(
         pad_to_multiple_of=spec.training.pad_to_multiple_of,
         eval_batch_size=spec.training.eval_batch_size,
     )
-    if test_split and data.test.labels:
+    if test_split and data.test.labels and reached and reached[-1] >= max_steps:
         held_out = evaluate(
             model,
             data.test,
@@ -152,7 +152,7 @@ def train_trial(
             pad_to_multiple_of=spec.training.pad_to_multiple_of,
         )
         metrics.update(test_metrics(held_out))
-        if trial_dir is not None and reached and reached[-1] >= max_steps:
+        if trial_dir is not None:
             # the adapter saved at max_steps, again with the test figures in its paretune.json
             save_final_adapter(
                 model, config, dims, Path(trial_dir), metrics, model_name=spec.model.name
