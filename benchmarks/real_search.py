@@ -235,7 +235,8 @@ def run_paretune(dataset: str, settings: Settings, seed: int) -> dict[str, Any]:
             done[0] = step
             last.clear()
             last.update(metrics)
-            values = {o: float(metrics[o]) for o in objectives}
+            # every reported figure, as the searcher passes Ray's result: eval_loss breaks ties
+            values = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))}
             asker.observe(trial, step, values)
             if core.on_result(trial.number, step, values) == "stop":
                 return False

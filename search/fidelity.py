@@ -106,6 +106,37 @@ def objective_values(values: Mapping[str, float], objectives: Sequence[str]) -> 
         return None
 
 
+TIE_BREAK_METRIC = "eval_loss"
+TIE_BREAK_WEIGHT = 1e-9  # far below one example's share of an accuracy, so only ties move
+TIE_BROKEN = ("accuracy", "macro_f1")  # counts of examples: equal values are common early on
+
+
+def rung_values(values: Mapping[str, float], objectives: Sequence[str]) -> list[float] | None:
+    """The objective values, each accuracy-like one with ``eval_loss`` as its tie-break.
+
+    Early in training every small and large plan alike often predicts the majority class: their
+    accuracies are equal, and a smaller plan then dominates every larger one, so a rung ranked on
+    (accuracy, trainable_params) promotes by size alone (docs/search.md, "Real tasks"). The loss
+    moves before the accuracy does: subtracting ``TIE_BREAK_WEIGHT * eval_loss`` from an
+    accuracy-like objective orders equal accuracies by loss and changes no other comparison (one
+    validation example in 10^5 is worth 10^-5, the nudge at a loss of 100 is 10^-7). Results
+    without a finite ``eval_loss``, or studies that optimise it themselves, are left as they are.
+    """
+    vals = objective_values(values, objectives)
+    if vals is None or TIE_BREAK_METRIC in objectives:
+        return vals
+    try:
+        loss = float(values[TIE_BREAK_METRIC])
+    except (KeyError, TypeError, ValueError):
+        return vals
+    if not math.isfinite(loss):
+        return vals
+    return [
+        v - TIE_BREAK_WEIGHT * loss if name in TIE_BROKEN else v
+        for name, v in zip(objectives, vals, strict=True)
+    ]
+
+
 @dataclass
 class _Pending:
     rung: int
@@ -397,7 +428,10 @@ class FidelityAwareAsker:
         """
         key = trial.number
         k = rung_at(self.rungs, step)
-        vals = objective_values(values, self.objectives)
+        # below the top rung equal accuracies are ordered by eval_loss, as the scheduler orders
+        # them; the top rung's model keeps the true full-fidelity values
+        top = k is not None and k == len(self.rungs) - 1
+        vals = (objective_values if top else rung_values)(values, self.objectives)
         if k is None or vals is None or not all(math.isfinite(v) for v in vals):
             return
         seen = self._seen.setdefault(key, set())

@@ -42,7 +42,7 @@ from ray.tune.schedulers.trial_scheduler import FIFOScheduler, TrialScheduler
 
 from paretune.spaces.errors import UserError
 
-from .fidelity import History, objective_values, rung_at
+from .fidelity import History, rung_at, rung_values
 from .pareto import dominates, to_min_form
 from .ranking import EpsilonNetRanking, RankingStrategy, as_points
 
@@ -195,7 +195,7 @@ class MOSuccessiveHalving(SchedulerCore):
     def _record(self, key: Hashable, step: float, values: Mapping[str, float]) -> int | None:
         """Store the result at its rung; the rung index if newly recorded there, else None."""
         k = rung_at(self.rungs, step)
-        vals = objective_values(values, self.objectives)
+        vals = rung_values(values, self.objectives)
         if k is None or vals is None or key in self.records[k]:
             return None
         self.records[k][key] = to_min_form(vals, self.directions)

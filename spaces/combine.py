@@ -24,8 +24,9 @@ the trials that used it.
 
 **Start-up.** With ``startup: true`` (default) the first trials are single-family configurations
 (:func:`startup_params`): every family once, then more sizes of each, each pick the size farthest
-(in log trainable parameters) from those already picked. The learning rate and anything else
-left out is drawn by the sampler as usual. So the first trials of a study are the well-known ones
+(in log trainable parameters) from those already picked, each at the learning rate real
+fine-tunes found best for its size (:func:`startup_rate`); anything else left out is drawn by
+the sampler as usual. So the first trials of a study are the well-known ones
 (LoRA on query and value, IA3, BitFit, an adapter) at sizes that spread over the whole range.
 """
 
@@ -257,7 +258,35 @@ def startup_params(space: Any, dims: ModelDims, layers: list[int], n: int) -> li
         best = max(pool, key=lambda item, uses=uses: _farthest(item, picked, uses))
         pool.remove(best)
         picked.append(best)
-    return [params for _, _, params in picked]
+    out = []
+    for _, log_n, params in picked:
+        rate = startup_rate(math.exp(log_n), space.learning_rate)
+        out.append(params if rate is None else {**params, "learning_rate": rate})
+    return out
+
+
+# The best learning rate against trainable parameters, read off real fine-tunes
+# (benchmarks/lr_by_size.py, docs/search.md): about 3e-2 at 2,306 parameters, 1e-2 at 19,202,
+# 3e-3 at 148,226, i.e. 10x lower for every 10^1.8 more parameters.
+RATE_AT_REFERENCE, REFERENCE_PARAMS, RATE_SLOPE = 3e-2, 2306.0, 0.553
+
+
+def startup_rate(trainable_params: float, dim: Any) -> float | None:
+    """The start-up trial's learning rate for its size: ``RATE_AT_REFERENCE`` times
+    ``(trainable_params / REFERENCE_PARAMS) ** -RATE_SLOPE``, inside a searched range (clipped) or
+    the nearest of a searched list (in log); None when the rate is not searched.
+
+    A start-up trial is the one try a family gets before the sampler has learnt anything; drawn
+    at random, its rate often suits another size (IA3 and BitFit stay at the majority rate below
+    1e-2, LoRA r16 on every projection diverges at 1e-2), and the family looks worse than it is."""
+    from .dims import FloatRange  # noqa: PLC0415
+
+    ideal = RATE_AT_REFERENCE * (max(trainable_params, 1.0) / REFERENCE_PARAMS) ** -RATE_SLOPE
+    if isinstance(dim, FloatRange):
+        return float(min(max(ideal, dim.low), dim.high))
+    if isinstance(dim, list) and len(dim) > 1 and all(float(v) > 0 for v in dim):
+        return float(min(dim, key=lambda v: abs(math.log(float(v) / ideal))))
+    return None
 
 
 __all__ = [
@@ -271,4 +300,5 @@ __all__ = [
     "draw",
     "parse_choice",
     "startup_params",
+    "startup_rate",
 ]

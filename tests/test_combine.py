@@ -124,6 +124,37 @@ def test_startup_gives_each_family_its_middle_size_then_spreads_over_the_range()
     span = math.log(summary.max_params) - math.log(summary.min_params)
     assert (max(logs) - min(logs)) / span >= 0.8
     assert min(logs) == pytest.approx(math.log(summary.min_params))  # the smallest plan is tried
+    rates = [d["learning_rate"] for d in designs]  # the default range, [1e-4, 3e-3]: clipped
+    assert max(rates) == 3e-3 and all(1e-4 <= r <= 3e-3 for r in rates)
+
+
+def test_startup_trials_get_the_learning_rate_of_their_size():
+    wide = "preset: mixed\n  learning_rate: {low: 3.0e-4, high: 3.0e-2, log: true}"
+    spec, dims = spec_of("minilm-l6", wide), dims_of("minilm-l6")
+    designs = startup_params(spec, dims, 10)
+    sizes = [
+        count_trainable(config_from_params({"parallel_adapter.scaling": 1.0, **d}, spec, dims).plan, dims)
+        for d in designs
+    ]  # fmt: skip
+    rates = [d["learning_rate"] for d in designs]
+    by_size = [r for _, r in sorted(zip(sizes, rates, strict=True))]
+    assert by_size == sorted(by_size, reverse=True) and len(set(rates)) >= 5  # lower as plans grow
+    # IA3 (14,594) stays at the majority rate below 1e-2 at 60 steps; LoRA r16 on every
+    # projection (664k) diverges at 1e-2 and does best near 1e-3
+    assert 8e-3 < rates[1] < 1.4e-2
+    assert rates[sizes.index(max(sizes))] < 2e-3
+    assert rates[sizes.index(min(sizes))] > 2.5e-2  # the smallest plan (2,691): near 3e-2
+
+
+def test_startup_rates_stay_inside_the_searched_range_or_list():
+    from paretune.spaces.combine import startup_rate
+    from paretune.spaces.dims import FloatRange
+
+    assert startup_rate(2306, FloatRange(low=1e-4, high=1e-2, log=True)) == 1e-2  # clipped
+    assert startup_rate(10**7, FloatRange(low=1e-3, high=1e-2, log=True)) == 1e-3
+    assert startup_rate(19202, [1e-3, 3e-3, 1e-2]) == 1e-2  # the nearest in log
+    assert startup_rate(148226, [1e-3, 3e-3, 1e-2]) == 3e-3
+    assert startup_rate(19202, 1e-3) is None and startup_rate(19202, [1e-3]) is None
 
 
 def test_without_combine_the_spec_says_when_families_clash():

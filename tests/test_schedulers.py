@@ -136,6 +136,44 @@ def test_without_complete_trials_or_with_the_rule_off_the_top_third_decides() ->
         assert core.on_result(5, 1, outranked_at_the_first_rung(core)) == "stop"
 
 
+def test_equal_accuracies_at_a_rung_are_ordered_by_eval_loss() -> None:
+    """Early rungs often hold only majority-class accuracies: the loss, not size alone, decides."""
+    core = asha()
+    small = {"accuracy": 0.672, "trainable_params": 2306, "eval_loss": 0.64}
+    large = {"accuracy": 0.672, "trainable_params": 74498, "eval_loss": 0.58}
+    assert core.on_result(0, 1, small) == "continue"  # first at the rung
+    assert core.on_result(1, 1, large) == "continue"  # learns faster: not dominated by size
+    slower = {"accuracy": 0.672, "trainable_params": 90000, "eval_loss": 0.66}
+    assert core.on_result(2, 1, slower) == "stop"  # bigger and worse than the small one
+    # an accuracy higher by one example still wins whatever the losses
+    better = {"accuracy": 0.674, "trainable_params": 2000, "eval_loss": 9.0}
+    core.on_result(3, 1, better)
+    ranked = asha()
+    for n, r in enumerate((large, better)):
+        ranked.on_result(n, 1, r)
+    assert ranked.on_result(2, 1, {**large, "eval_loss": 0.01}) == "stop"  # dominated by better
+
+
+def test_without_eval_loss_equal_accuracies_fall_back_on_size() -> None:
+    core = asha()
+    core.on_result(0, 1, {"accuracy": 0.672, "trainable_params": 2306})
+    assert core.on_result(1, 1, {"accuracy": 0.672, "trainable_params": 74498}) == "stop"
+
+
+def test_rung_values_nudge_only_accuracy_like_objectives() -> None:
+    from paretune.search.fidelity import rung_values
+
+    objectives = ["accuracy", "trainable_params"]
+    values = {"accuracy": 0.5, "trainable_params": 100.0, "eval_loss": 0.7}
+    nudged = rung_values(values, objectives)
+    assert nudged is not None and nudged[1] == 100.0
+    assert 0.5 - 1e-6 < nudged[0] < 0.5
+    assert rung_values({**values, "eval_loss": float("nan")}, objectives) == [0.5, 100.0]
+    with_loss = ["accuracy", "eval_loss"]
+    assert rung_values(values, with_loss) == [0.5, 0.7]  # the loss is an objective: no nudge
+    assert rung_values({"accuracy": 0.5}, objectives) is None
+
+
 def test_complete_trials_of_every_hyperband_bracket_count() -> None:
     core = MOHyperband(RUNGS, OBJ, DIRS, eta=3, seed=0)
     by_bracket: dict[int, list[int]] = collections.defaultdict(list)
@@ -484,12 +522,17 @@ def test_asked_parameters_go_into_the_real_study_and_the_model_learns_at_each_ru
     model = asker.model_study(1)
     assert [t.params for t in model.get_trials(states=running_state)] == [trial.params]
     asker.observe(trial, 1, result(0.3, 500))  # rung 0: a new observation there
-    assert asker.model_study(0).trials[-1].values == [0.3, 500]
+    assert asker.model_study(0).trials[-1].values == pytest.approx(
+        [0.3, 500]
+    )  # eval_loss 0.3 nudges 1e-9
     assert len(model.get_trials(states=running_state)) == 1  # still waiting for rung 1
     asker.observe(trial, 3, result(0.6, 500))
     asker.observe(trial, 3, result(0.9, 500))  # a second result at the same rung is ignored
     assert model.get_trials(states=running_state) == []
-    assert model.trials[-1].values == [0.6, 500] and model.trials[-1].params == trial.params
+    assert (
+        model.trials[-1].values == pytest.approx([0.6, 500])
+        and model.trials[-1].params == trial.params
+    )
     asker.finish(trial.number)
     assert asker.pending_rung(trial.number) is None
     assert len(study.trials) == 4  # the real study holds the asked trials and nothing else
