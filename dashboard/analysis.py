@@ -1,7 +1,7 @@
 """Pure computations behind the views: Pareto sets, reference points, placement maps, selections.
 
-Dominance is the one definition of :mod:`paretune.search.pareto` (minimisation form, duplicates
-all kept), vectorised with numpy so that a study of thousands of trials stays fast.
+Which trials are on a front is :mod:`paretune.search.pareto`'s rule alone (dominance,
+feasibility, full fidelity), the one ``paretune pareto`` and the hypervolume history use.
 """
 
 from __future__ import annotations
@@ -14,73 +14,36 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from paretune.search.pareto import hypervolume
+from paretune.search.pareto import (
+    at_full_fidelity,
+    front_candidate,
+    hypervolume,
+    min_form_array,
+    pareto_mask,
+)
 
 GLOBAL_LAYER = "global"
 
 
-def min_form(values: np.ndarray, directions: Sequence[str]) -> np.ndarray:
-    """Negate the maximised columns so that smaller is better everywhere."""
-    out = np.array(values, dtype=float, copy=True).reshape(len(values), len(directions))
-    for j, d in enumerate(directions):
-        if d == "maximize":
-            out[:, j] = -out[:, j]
-    return out
-
-
-def pareto_mask(points: np.ndarray, chunk: int = 512) -> np.ndarray:
-    """True for each non-dominated row of ``points`` (minimisation form)."""
-    pts = np.asarray(points, dtype=float)
-    n = len(pts)
-    if n == 0:
-        return np.zeros(0, dtype=bool)
-    dominated = np.zeros(n, dtype=bool)
-    for lo in range(0, n, chunk):
-        block = pts[lo : lo + chunk]  # candidate dominators
-        le = (block[:, None, :] <= pts[None, :, :]).all(axis=2)
-        lt = (block[:, None, :] < pts[None, :, :]).any(axis=2)
-        dominated |= (le & lt).any(axis=0)
-    return ~dominated
-
-
-def is_feasible(constraints: Any) -> bool:
-    """A trial is feasible unless one of its constraint values is > 0."""
-    if constraints is None or (isinstance(constraints, float) and math.isnan(constraints)):
-        return True
-    if isinstance(constraints, str):
-        try:
-            constraints = json.loads(constraints)
-        except ValueError:
-            return True
-    if isinstance(constraints, int | float):
-        return float(constraints) <= 0
-    try:
-        return all(float(c) <= 0 for c in constraints)
-    except (TypeError, ValueError):
-        return True
-
-
 def at_top_fidelity(steps: pd.Series, max_steps: int) -> pd.Series:
-    """True where a trial ran to ``max_steps``, or does not say (stores without ``steps``).
-
-    After ``resume --max-steps`` the trials finished at the old top stay COMPLETE but are not
-    full-fidelity results any more: they leave the front and the hypervolume."""
-    values = pd.to_numeric(steps, errors="coerce")
-    return values.isna() | (values >= max_steps) if max_steps else pd.Series(True, steps.index)
+    """:func:`~paretune.search.pareto.at_full_fidelity` of each trial's ``steps``."""
+    return pd.Series([at_full_fidelity(v, max_steps) for v in steps], index=steps.index)
 
 
 def front_candidates(trials: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
-    """COMPLETE, feasible trials at the top fidelity whose values in ``columns`` are all finite."""
+    """The trials that may be on the front over ``columns``
+    (:func:`~paretune.search.pareto.front_candidate`)."""
     if trials.empty:
         return trials
-    ok = (trials["state"] == "COMPLETE") & trials["feasible"].astype(bool)
-    if "at_top" in trials.columns:
-        ok &= trials["at_top"].astype(bool)
-    for c in columns:
-        ok &= np.isfinite(
-            pd.to_numeric(trials[c], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+    values = trials[list(columns)].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=float)
+    full = trials["at_top"] if "at_top" in trials.columns else pd.Series(True, trials.index)
+    ok = [
+        front_candidate(str(state), list(row), bool(feasible), bool(top))
+        for state, row, feasible, top in zip(
+            trials["state"], values, trials["feasible"], full, strict=True
         )
-    return trials[ok]
+    ]
+    return trials[np.asarray(ok, dtype=bool)]
 
 
 def pareto_numbers(
@@ -90,13 +53,13 @@ def pareto_numbers(
     cand = front_candidates(trials, columns)
     if cand.empty:
         return []
-    mask = pareto_mask(min_form(cand[list(columns)].to_numpy(dtype=float), directions))
+    mask = pareto_mask(min_form_array(cand[list(columns)].to_numpy(dtype=float), directions))
     return sorted(int(n) for n in cand["number"].to_numpy()[mask])
 
 
 def staircase(x: np.ndarray, y: np.ndarray, dir_x: str, dir_y: str) -> np.ndarray:
     """Order of the 2-D non-dominated points of (x, y) along x: the front's step line."""
-    pts = min_form(np.column_stack([x, y]), [dir_x, dir_y])
+    pts = min_form_array(np.column_stack([x, y]), [dir_x, dir_y])
     idx = np.flatnonzero(pareto_mask(pts))
     return idx[np.lexsort((pts[idx, 1], pts[idx, 0]))]
 
@@ -143,10 +106,10 @@ def front_hypervolume(
     cand = front_candidates(trials, columns)
     if cand.empty:
         return None
-    pts = min_form(cand[list(columns)].to_numpy(dtype=float), directions)
+    pts = min_form_array(cand[list(columns)].to_numpy(dtype=float), directions)
     pts = pts[pareto_mask(pts)]
     if reference is not None and all(c in reference for c in columns):
-        ref = min_form(np.array([[reference[c] for c in columns]]), directions)[0].tolist()
+        ref = min_form_array(np.array([[reference[c] for c in columns]]), directions)[0].tolist()
     else:
         ref = fallback_reference(pts)
     return float(hypervolume(pts.tolist(), ref))

@@ -7,10 +7,11 @@ from typing import Any
 
 import pandas as pd
 
+from paretune.search.pareto import constraints_hold
+
 from .analysis import (
     at_top_fidelity,
     front_hypervolume,
-    is_feasible,
     pareto_numbers,
     parse_reference,
 )
@@ -58,7 +59,7 @@ def overview_frame(
         cons = (
             mine["constraints"] if "constraints" in mine.columns else pd.Series([None] * len(mine))
         )
-        frame["feasible"] = [is_feasible(c) for c in cons]
+        frame["feasible"] = [constraints_hold(c) for c in cons]
         steps = mine["steps"] if "steps" in mine.columns else pd.Series([None] * len(mine))
         frame["at_top"] = at_top_fidelity(steps.reset_index(drop=True), spec.max_steps).to_numpy()
         row["pareto_size"] = (

@@ -288,9 +288,9 @@ def trials(engine: Engine, optuna_id: int, n_objectives: int) -> pd.DataFrame:
     """One row per trial: number, state, start, complete, duration_s, v0..v{k-1}, attributes.
 
     The attribute columns (summary, trainable_params, constraints, config_hash, ...) come from the
-    user attributes; ``feasible`` is False where a constraint value is > 0.
+    user attributes; ``feasible`` is :func:`paretune.search.pareto.constraints_hold`.
     """
-    from .analysis import is_feasible  # noqa: PLC0415 - analysis imports nothing of queries
+    from paretune.search.pareto import constraints_hold  # noqa: PLC0415
 
     with engine.connect() as conn:
         base = _frame(
@@ -360,7 +360,7 @@ def trials(engine: Engine, optuna_id: int, n_objectives: int) -> pd.DataFrame:
             c if c is not None and c == c else fallback.get(t)
             for t, c in zip(base["trial_id"], base["constraints"], strict=True)
         ]
-    base["feasible"] = [is_feasible(c) for c in base["constraints"]]
+    base["feasible"] = [constraints_hold(c) for c in base["constraints"]]
     base["trainable_params"] = pd.to_numeric(base["trainable_params"], errors="coerce")
     base["summary"] = base["summary"].map(lambda s: "" if s is None or s != s else str(s))
     return base.reset_index(drop=True)

@@ -6,10 +6,10 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from paretune.search.pareto import hypervolume
+from paretune.search.pareto import hypervolume, min_form_array, pareto_mask
 
 from . import data
-from .analysis import fallback_reference, min_form, pareto_mask
+from .analysis import fallback_reference
 from .charts import compare_figure
 from .study_data import StudyData
 from .view_common import run_page
@@ -28,7 +28,11 @@ def comparison_table(
 ) -> pd.DataFrame:
     """Per study: COMPLETE trials, front size and hypervolume on (x, y) with one shared reference."""
     dirs = [directions[x], directions[y]]
-    mins = {n: min_form(p[[x, y]].to_numpy(dtype=float), dirs) for n, p in points.items() if len(p)}
+    mins = {
+        n: min_form_array(p[[x, y]].to_numpy(dtype=float), dirs)
+        for n, p in points.items()
+        if len(p)
+    }
     if not mins:
         return pd.DataFrame(columns=["study", "complete", "front size", "hypervolume"])
     ref = fallback_reference(np.vstack(list(mins.values())))

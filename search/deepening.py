@@ -15,7 +15,7 @@ schedule of ``M`` (the linear decay is stretched to the new end from the restore
 
 Continuations do not use up the budget of new trials: ``n_trials`` is raised by their number.
 A COMPLETE trial below ``max_steps`` stays in the store but leaves the Pareto front
-(:func:`paretune.search.hypervolume.complete_feasible`).
+(:func:`paretune.search.pareto.complete_feasible`).
 
 Interrupted trials use the same carry-over: their retry gets ``resume_checkpoint`` pointing at the
 interrupted trial's last checkpoint (:func:`resume_attrs`).
@@ -33,7 +33,7 @@ from pydantic import ValidationError
 from paretune.spaces import StudySpec
 from paretune.spaces.errors import UserError
 
-from .hypervolume import complete_feasible, pareto_trials, trial_steps
+from .pareto import complete_feasible, front_trials, trial_steps
 from .store import StudyInfo, StudyStore
 from .trainable import CHECKPOINT_FILE, RESUME_KEY
 
@@ -105,7 +105,7 @@ def continuation_candidates(
     """Feasible trials on the Pareto front of those COMPLETE at ``top`` steps, not yet continued."""
     at_top = [t for t in complete_feasible(trials) if trial_steps(t) == top]
     continued = {int(t.user_attrs[CONTINUES]) for t in trials if CONTINUES in t.user_attrs}
-    return [t for t in pareto_trials(at_top, directions) if t.number not in continued]
+    return [t for t in front_trials(at_top, directions) if t.number not in continued]
 
 
 def continue_front(ctx: StudyContext) -> list[int]:

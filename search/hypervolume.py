@@ -1,9 +1,7 @@
 """The Pareto front of a study, its reference point, and the hypervolume recorded after each trial.
 
-Only COMPLETE (full-fidelity), feasible trials make the front: a trial is infeasible when its
-``constraints`` user attribute (measured constraint violations, Optuna's convention) holds a value
-above 0. After ``resume --max-steps`` full fidelity is the new ``max_steps``: trials completed at
-the old one (user attribute ``steps`` below it) no longer count.
+The front is :func:`paretune.search.pareto.front_trials`: COMPLETE, feasible trials at full
+fidelity (the rule the CLI and the dashboard use too).
 
 The reference point bounds the hypervolume. It comes from ``search.reference_point`` for the
 objectives the spec names there; every other objective gets a derived value:
@@ -21,11 +19,10 @@ hypervolume history of one study is comparable from its first value to its last.
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Sequence
 from typing import Any
 
-from .pareto import hypervolume, pareto_indices, to_min_form
+from .pareto import complete_feasible, front_trials, hypervolume, to_min_form
 from .store import StudyStore
 
 log = logging.getLogger(__name__)
@@ -33,51 +30,6 @@ log = logging.getLogger(__name__)
 FIXED_REFERENCE = {"accuracy": 0.0, "macro_f1": 0.0, "eval_loss": 2.0}
 RELATIVE_REFERENCE = ("train_seconds", "peak_memory_mb")  # 2x the first COMPLETE trial
 REFERENCE_EVENT = "reference_point"
-
-
-def is_feasible(trial: Any) -> bool:
-    """True unless a measured constraint was violated (``constraints`` user attribute > 0)."""
-    violations = trial.user_attrs.get("constraints") or []
-    return all(float(v) <= 0.0 for v in violations)
-
-
-def trial_steps(trial: Any) -> int | None:
-    """The steps a finished trial trained to (user attribute ``steps``; None when not recorded)."""
-    steps = trial.user_attrs.get("steps")
-    return int(steps) if isinstance(steps, int | float) and not isinstance(steps, bool) else None
-
-
-def at_fidelity(trial: Any, max_steps: int | None) -> bool:
-    """False for a trial that completed below ``max_steps`` (before the study was deepened)."""
-    steps = trial_steps(trial)
-    return max_steps is None or steps is None or steps >= max_steps
-
-
-def complete_feasible(trials: Sequence[Any], max_steps: int | None = None) -> list[Any]:
-    """COMPLETE trials with all values finite and no violated constraint, in trial order.
-
-    With ``max_steps``, only those trained to it: after ``resume --max-steps`` the trials completed
-    at the old top fidelity stay in the store but leave the front.
-    """
-    from optuna.trial import TrialState  # noqa: PLC0415
-
-    out = []
-    for t in trials:
-        if t.state != TrialState.COMPLETE or not t.values or not is_feasible(t):
-            continue
-        if all(math.isfinite(v) for v in t.values) and at_fidelity(t, max_steps):
-            out.append(t)
-    return out
-
-
-def pareto_trials(
-    trials: Sequence[Any], directions: Sequence[str], max_steps: int | None = None
-) -> list[Any]:
-    """The non-dominated COMPLETE feasible trials (ties all kept), in trial order; with
-    ``max_steps`` only among those trained to it."""
-    candidates = complete_feasible(trials, max_steps)
-    points = [to_min_form(t.values, directions) for t in candidates]
-    return [candidates[i] for i in sorted(pareto_indices(points))]
 
 
 def derive_reference(
@@ -162,7 +114,7 @@ class HypervolumeRecorder:
         if point is None:
             return None
         reference = to_min_form([point[n] for n in self.objectives], self.directions)
-        front = pareto_trials(trials, self.directions, self.max_steps)
+        front = front_trials(trials, self.directions, self.max_steps)
         volume = hypervolume([to_min_form(t.values, self.directions) for t in front], reference)
         from optuna.trial import TrialState  # noqa: PLC0415
 

@@ -1,12 +1,33 @@
-"""Pareto fronts and hypervolume, in plain Python (fronts here are small: hundreds of points).
+"""The one definition of a study's Pareto front: dominance, fronts, feasibility, fidelity, members.
 
-Every function takes values in "minimisation form": callers flip the sign of maximised
-objectives with :func:`to_min_form`, so one definition of dominance serves every study.
+Everything that names a front calls this module: the scheduler's rung ranking
+(:mod:`~paretune.search.ranking`), the hypervolume history (:mod:`~paretune.search.hypervolume`),
+``paretune pareto`` and its JSON, the report, deepening, and the dashboard. So they cannot
+disagree about which trials are on it:
+
+- **dominance** in "minimisation form" (callers flip maximised objectives with
+  :func:`to_min_form` / :func:`min_form_array`); equal points are all kept;
+- **feasible** (:func:`constraints_hold`): no measured constraint value above 0. A constraint
+  value that cannot be read as a number (a string that is not JSON, NaN inside the list) makes
+  the trial infeasible: nothing shows that it holds;
+- **at full fidelity** (:func:`at_full_fidelity`): trained to ``max_steps`` (user attribute
+  ``steps``), or not saying (stores written before steps were recorded). After ``resume
+  --max-steps`` the trials completed at the old top stay COMPLETE but leave the front;
+- **the front's members** (:func:`front_trials`): the non-dominated COMPLETE, feasible,
+  finite-valued trials at full fidelity, in trial order.
+
+Vectorised with numpy where the inputs grow with a study (thousands of trials, hundreds of
+results at a rung); hypervolume in plain Python (fronts are small).
 """
 
 from __future__ import annotations
 
+import json
+import math
 from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
 
 Point = Sequence[float]
 
@@ -29,36 +50,146 @@ def dominates(a: Point, b: Point) -> bool:
     return better
 
 
+def min_form_array(values: Any, directions: Sequence[str]) -> np.ndarray:
+    """:func:`to_min_form` on the rows of a 2-D array (a copy; NaN stays NaN)."""
+    out = np.array(values, dtype=float, copy=True).reshape(len(values), len(directions))
+    for j, d in enumerate(directions):
+        if d == "maximize":
+            out[:, j] = -out[:, j]
+    return out
+
+
+def fronts(points: Any) -> list[np.ndarray]:
+    """Row indices grouped into non-dominated fronts (front 0 first), each in ascending order."""
+    pts = np.asarray(points, dtype=float)
+    n = len(pts)
+    if n == 0:
+        return []
+    le = (pts[:, None, :] <= pts[None, :, :]).all(axis=2)
+    lt = (pts[:, None, :] < pts[None, :, :]).any(axis=2)
+    dominates_ = le & lt  # [i, j]: row i dominates row j
+    n_dominating = dominates_.sum(axis=0)
+    remaining = np.ones(n, dtype=bool)
+    out: list[np.ndarray] = []
+    while remaining.any():
+        current = np.flatnonzero(remaining & (n_dominating == 0))
+        out.append(current)
+        remaining[current] = False
+        n_dominating = n_dominating - dominates_[current].sum(axis=0)
+    return out
+
+
 def non_dominated_sort(points: Sequence[Point]) -> list[list[int]]:
     """Indices grouped in fronts: front 0 is non-dominated, front 1 is dominated only by front 0..."""
-    n = len(points)
-    dominated_by = [0] * n
-    dominates_list: list[list[int]] = [[] for _ in range(n)]
-    for i in range(n):
-        for j in range(i + 1, n):
-            if dominates(points[i], points[j]):
-                dominates_list[i].append(j)
-                dominated_by[j] += 1
-            elif dominates(points[j], points[i]):
-                dominates_list[j].append(i)
-                dominated_by[i] += 1
-    fronts: list[list[int]] = []
-    current = [i for i in range(n) if dominated_by[i] == 0]
-    while current:
-        fronts.append(current)
-        nxt = []
-        for i in current:
-            for j in dominates_list[i]:
-                dominated_by[j] -= 1
-                if dominated_by[j] == 0:
-                    nxt.append(j)
-        current = sorted(nxt)
-    return fronts
+    return [[int(i) for i in f] for f in fronts(points)]
+
+
+def pareto_mask(points: Any, chunk: int = 512) -> np.ndarray:
+    """True for each non-dominated row of ``points`` (minimisation form); memory bounded by
+    ``chunk`` candidate dominators at a time."""
+    pts = np.asarray(points, dtype=float)
+    n = len(pts)
+    if n == 0:
+        return np.zeros(0, dtype=bool)
+    dominated = np.zeros(n, dtype=bool)
+    for lo in range(0, n, chunk):
+        block = pts[lo : lo + chunk]
+        le = (block[:, None, :] <= pts[None, :, :]).all(axis=2)
+        lt = (block[:, None, :] < pts[None, :, :]).any(axis=2)
+        dominated |= (le & lt).any(axis=0)
+    return ~dominated
 
 
 def pareto_indices(points: Sequence[Point]) -> list[int]:
-    """Indices of the non-dominated points (duplicates all kept)."""
-    return non_dominated_sort(points)[0] if points else []
+    """Indices of the non-dominated points (duplicates all kept), ascending."""
+    return [int(i) for i in np.flatnonzero(pareto_mask(points))] if len(points) else []
+
+
+# -- which trials may be on the front ---------------------------------------------------------
+
+
+def constraints_hold(constraints: Any) -> bool:
+    """Whether measured constraint violations say "feasible": none above 0, all readable.
+
+    ``constraints`` is what a store holds: None or a missing value (no constraint measured), a
+    number, a list of numbers, or either as JSON text."""
+    if constraints is None or (isinstance(constraints, float) and math.isnan(constraints)):
+        return True
+    if isinstance(constraints, str):
+        try:
+            constraints = json.loads(constraints)
+        except ValueError:
+            return False
+        if constraints is None:
+            return True
+    if isinstance(constraints, bool):
+        return False
+    if isinstance(constraints, int | float):
+        return float(constraints) <= 0
+    try:
+        values = [float(c) for c in constraints if not isinstance(c, bool)]
+        if len(values) != len(list(constraints)):
+            return False
+    except (TypeError, ValueError):
+        return False
+    return all(v <= 0 for v in values)  # NaN compares False: infeasible
+
+
+def trial_steps(trial: Any) -> int | None:
+    """The steps a finished trial trained to (user attribute ``steps``; None when not recorded)."""
+    return _steps(trial.user_attrs.get("steps"))
+
+
+def _steps(steps: Any) -> int | None:
+    if isinstance(steps, bool) or not isinstance(steps, int | float) or math.isnan(steps):
+        return None
+    return int(steps)
+
+
+def at_full_fidelity(steps: Any, max_steps: int | None) -> bool:
+    """True where a trial ran to ``max_steps``, or its steps are unknown; always with no
+    ``max_steps``."""
+    n = _steps(steps)
+    return not max_steps or n is None or n >= max_steps
+
+
+def at_fidelity(trial: Any, max_steps: int | None) -> bool:
+    """:func:`at_full_fidelity` of a trial (user attribute ``steps``)."""
+    return at_full_fidelity(trial.user_attrs.get("steps"), max_steps)
+
+
+def is_feasible(trial: Any) -> bool:
+    """:func:`constraints_hold` of a trial (user attribute ``constraints``)."""
+    return constraints_hold(trial.user_attrs.get("constraints"))
+
+
+def front_candidate(state: str, values: Sequence[Any] | None, feasible: bool, full: bool) -> bool:
+    """May a trial be on the front: COMPLETE, every value finite, feasible, at full fidelity."""
+    if state != "COMPLETE" or not values or not feasible or not full:
+        return False
+    try:
+        return all(math.isfinite(float(v)) for v in values)
+    except (TypeError, ValueError):
+        return False
+
+
+def complete_feasible(trials: Sequence[Any], max_steps: int | None = None) -> list[Any]:
+    """The trials (Optuna FrozenTrials) that may be on the front, in trial order."""
+    return [
+        t
+        for t in trials
+        if front_candidate(t.state.name, t.values, is_feasible(t), at_fidelity(t, max_steps))
+    ]
+
+
+def front_trials(
+    trials: Sequence[Any], directions: Sequence[str], max_steps: int | None = None
+) -> list[Any]:
+    """The front's members: the non-dominated :func:`complete_feasible` trials (ties all kept),
+    in trial order."""
+    candidates = complete_feasible(trials, max_steps)
+    points = [to_min_form(t.values, directions) for t in candidates]
+    return [candidates[i] for i in pareto_indices(points)]
 
 
 def hypervolume(points: Sequence[Point], reference: Point) -> float:

@@ -34,6 +34,8 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from .pareto import fronts
+
 __all__ = [
     "RANKINGS",
     "EpsilonNetRanking",
@@ -67,29 +69,6 @@ def as_points(rows: Sequence[Sequence[float]]) -> np.ndarray:
     if pts.ndim != 2:
         raise ValueError(f"points must be a 2-D array, got shape {pts.shape}")
     return np.where(np.isnan(pts), np.inf, pts)
-
-
-def fronts(points: np.ndarray) -> list[np.ndarray]:
-    """Row indices grouped into non-dominated fronts (front 0 first), each in ascending order.
-
-    The same result as :func:`paretune.search.pareto.non_dominated_sort`, vectorised: a rung of a
-    long study holds hundreds of results and is ranked on every report.
-    """
-    n = len(points)
-    if n == 0:
-        return []
-    le = (points[:, None, :] <= points[None, :, :]).all(axis=2)
-    lt = (points[:, None, :] < points[None, :, :]).any(axis=2)
-    dominates = le & lt  # dominates[i, j]: row i dominates row j
-    n_dominating = dominates.sum(axis=0)
-    remaining = np.ones(n, dtype=bool)
-    out: list[np.ndarray] = []
-    while remaining.any():
-        current = np.flatnonzero(remaining & (n_dominating == 0))
-        out.append(current)
-        remaining[current] = False
-        n_dominating = n_dominating - dominates[current].sum(axis=0)
-    return out
 
 
 def _normalise(points: np.ndarray) -> np.ndarray:

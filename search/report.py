@@ -29,7 +29,7 @@ from paretune.spaces.numbers import format_hypervolume
 
 from .cli_export import RETRAINED
 from .driver import driver_is_live
-from .hypervolume import at_fidelity, pareto_trials
+from .pareto import at_fidelity, front_trials
 from .progress import format_value
 from .searcher import count_budget
 from .store import StudyInfo, StudyStore
@@ -81,7 +81,7 @@ def study_row(store: StudyStore, info: StudyInfo) -> dict[str, Any]:
         "budget": info.n_trials,
         "used": budget.used,
         "trials": {k: states[k] for k in sorted(states)},
-        "pareto_size": len(pareto_trials(trials, directions, info.max_steps or None)),
+        "pareto_size": len(front_trials(trials, directions, info.max_steps or None)),
         "hypervolume": history[-1]["value"] if history else None,
         "objectives": names,
         "driver_host": info.driver_host if driver_is_live(info) else None,
@@ -178,7 +178,7 @@ def pareto_rows(store: StudyStore, name: str) -> list[dict[str, Any]]:
             "summary": t.user_attrs.get("summary"),
             "test": tested.get(t.number, {}),
         }
-        for t in pareto_trials(_trials(store, name), directions, info.max_steps or None)
+        for t in front_trials(_trials(store, name), directions, info.max_steps or None)
     ]
 
 

@@ -55,7 +55,8 @@ from paretune.spaces.catalogue import METRIC_NAMES
 from .ask_lock import ask_lock
 from .deepening import resume_attrs, resume_config
 from .fidelity import N_STARTUP_TRIALS, FidelityAwareAsker, History, record_violations
-from .hypervolume import HypervolumeRecorder, pareto_trials
+from .hypervolume import HypervolumeRecorder
+from .pareto import front_trials
 from .progress import ProgressState
 from .shared_results import SharedResults
 from .store import StudyInfo, StudyStore
@@ -651,7 +652,7 @@ class SearchCore:
             return
         trials = self.trials() if trials is None else trials
         budget = self.budget(trials)
-        front = pareto_trials(trials, self.spec.directions, self.max_steps)
+        front = front_trials(trials, self.spec.directions, self.max_steps)
         if hypervolume is None:
             history = self.store.hypervolume_history(self.ctx.study_id)
             hypervolume = history[-1]["value"] if history else None

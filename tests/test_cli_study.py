@@ -274,5 +274,7 @@ def test_tables_piped_keep_long_names_and_one_hypervolume_format(tmp_path):
         text = invoke(*command, "--storage", url).stdout
         assert name in text, (command, text)  # not cut at 80 columns ("orph...")
         assert "…" not in text and "..." not in text
-    assert f"hypervolume {format_hypervolume(hv)}" in invoke("status", name, "--storage", url).stdout
+    assert (
+        f"hypervolume {format_hypervolume(hv)}" in invoke("status", name, "--storage", url).stdout
+    )
     assert format_hypervolume(41_893.7) == "41,890" and format_hypervolume(0.417234) == "0.4172"

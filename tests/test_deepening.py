@@ -23,8 +23,7 @@ from optuna.trial import TrialState
 from paretune.search import deepening, report, service
 from paretune.search.cli import main
 from paretune.search.driver import DriverOptions
-from paretune.search.hypervolume import pareto_trials
-from paretune.search.pareto import hypervolume, to_min_form
+from paretune.search.pareto import front_trials, hypervolume, to_min_form
 from paretune.search.searcher import SearchCore, count_budget
 from paretune.search.store import open_store
 from paretune.search.trainable import (
@@ -183,9 +182,9 @@ def test_the_feasible_front_at_the_old_top_continues_once():
     picked = deepening.continuation_candidates(trials, ["maximize", "minimize"], 8)
     assert [t.number for t in picked] == [0, 1]
     # the front at a max_steps holds only trials trained to it
-    assert pareto_trials(trials, ["maximize", "minimize"], 16) == []
-    assert [t.number for t in pareto_trials(trials, ["maximize", "minimize"], 8)] == [0, 1, 6]
-    assert [t.number for t in pareto_trials(trials, ["maximize", "minimize"])] == [4]
+    assert front_trials(trials, ["maximize", "minimize"], 16) == []
+    assert [t.number for t in front_trials(trials, ["maximize", "minimize"], 8)] == [0, 1, 6]
+    assert [t.number for t in front_trials(trials, ["maximize", "minimize"])] == [4]
 
 
 def test_deepening_queues_continuations_that_start_from_a_copy_of_the_checkpoint(tmp_path):
@@ -243,7 +242,7 @@ def test_deepening_queues_continuations_that_start_from_a_copy_of_the_checkpoint
         trials = core.trials()
         assert trials[3].user_attrs["steps"] == 16
         # the front and the hypervolume count only trials at 16 (0.85 < 0.9 of trial 1 at 8)
-        assert [t.number for t in pareto_trials(trials, ctx.spec.directions, 16)] == [3]
+        assert [t.number for t in front_trials(trials, ctx.spec.directions, 16)] == [3]
         assert [r["trial"] for r in report.pareto_rows(store, "deep")] == [3]
         row = report.study_row(store, store.get_study("deep"))
         assert row["pareto_size"] == 1 and row["used"] == 4 and row["budget"] == 4
@@ -454,7 +453,7 @@ def test_resume_max_steps_continues_the_pareto_trials_on_ray(tmp_path, monkeypat
     assert len(old) == 3, [t.user_attrs.get("traceback") for t in study.trials]
     for t in old:  # checkpoints live in the study's artifact directory
         assert Path(t.user_attrs["trial_dir"]).parent == tmp_path / "runs" / "trials"
-    front = {t.number for t in pareto_trials(old, loaded.spec.directions)}
+    front = {t.number for t in front_trials(old, loaded.spec.directions)}
     ckpts = {n: Path(study.trials[n].user_attrs["trial_dir"]) / CHECKPOINT_FILE for n in front}
     digests = {n: digest(p) for n, p in ckpts.items()}
 

@@ -12,7 +12,8 @@ from optuna.trial import TrialState
 
 from paretune.search import service
 from paretune.search.driver import DecisionLog, rung_history, trial_scheduler
-from paretune.search.hypervolume import HypervolumeRecorder, derive_reference, pareto_trials
+from paretune.search.hypervolume import HypervolumeRecorder, derive_reference
+from paretune.search.pareto import front_trials
 from paretune.search.searcher import (
     FINISHED,
     SearchCore,
@@ -204,7 +205,7 @@ def test_measured_constraints_keep_infeasible_trials_off_the_front(make_core):
     assert ta.user_attrs["constraints"] == [4.0] and tb.user_attrs["constraints"] == [-0.5]
     # what Optuna's samplers read: the trial's own constraints (no deprecated constraints_func)
     assert list(ta.constraints.values()) == [4.0] and list(tb.constraints.values()) == [-0.5]
-    assert [t.number for t in pareto_trials(core.trials(), core.spec.directions)] == [b]
+    assert [t.number for t in front_trials(core.trials(), core.spec.directions)] == [b]
 
 
 def test_interrupted_trials_are_requeued_with_their_params_up_to_max_retries(make_core):
