@@ -9,12 +9,10 @@ switch backends at run time:
   (``TRITON_INTERPRET=1`` set before the first import of triton);
 - ``torch``: always the PyTorch reference.
 
-Why ``auto`` does not pick Triton on CUDA: on an H100 (``benchmarks/kernels.py``, 8192 tokens,
-4096x4096, bf16, rank 16, forward+backward) the Triton path is slower than the reference on
-every op: LoRA 1.33 ms against 1.12 (the reference is as fast as peft's layer), the adapter 1.92
-against 0.82, PaCA 1.24 against 0.84. Its GPU time is lower (LoRA 1.01 ms of kernels against
-peft's 1.15), but enqueueing one forward+backward takes the host 1.7-2.4 ms against 0.4-0.9 for
-peft (Python launch overhead of ~60-argument Triton kernels), so the GPU waits on the host. Until the
+Why ``auto`` does not pick Triton on CUDA: on the last GPU measured the Triton path was slower
+than the reference on every op, although its GPU time was lower: the host took longer to launch
+its kernels than the GPU took to run them. The figures, with their machine and date, are in
+docs/kernels.md (``benchmarks/kernels.py``, ``benchmarks/kernels_breakdown.py``). Until the
 launches are cheaper, Triton is opt-in.
 
 The Triton modules are imported lazily, on the first op that runs on Triton: ``paretune.kernels``

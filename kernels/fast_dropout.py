@@ -10,14 +10,14 @@ on one). One word gives four 16-bit uniforms, each compared with ``p`` quantised
 ``torch.manual_seed`` (or a ``generator``) fixes the masks.
 
 The mask is written in the tensor's own dtype and saved for the backward, so applying it is a
-same-dtype multiply (a multiply by a boolean mask is 8x slower for bf16 tensors). In fp32 the
+same-dtype multiply (a multiply by a boolean mask is much slower for bf16 tensors). In fp32 the
 mask holds 0 or ``1 / (1 - p)``, one multiply; bf16 would round that scale by up to 0.4 %, so
 there the mask holds 0 or 1 and the scale is a second multiply by a number, as ``F.dropout``
 applies it. The saved mask costs the tensor's element size (2 bytes under bf16) where a boolean
-one cost 1. The words live in per-thread scratch buffers (up to 32 MB each): drawing them into
-fresh tensors (three of them, for the shifts) took 12.2 ms a MiniLM step against 7.2 with the
-buffers reused. Hashing the mask again in the backward instead of saving it made a MiniLM step's
-dropout dearer: 13.8 against 10.6 ms. ``benchmarks/dropout_masks.py`` times this against
+one cost 1. The words live in per-thread scratch buffers (up to 32 MB each), reused: drawing them
+into fresh tensors (three of them, for the shifts) was slower, and so was hashing the mask again
+in the backward instead of saving it (docs/training.md has the figures and the machine).
+``benchmarks/dropout_masks.py`` times this against
 ``F.dropout``; ``tests/test_fast_dropout.py`` checks the words against SplitMix64, the rate and
 the independence of the mask bits. The Triton kernels keep Philox, which costs nothing on a GPU.
 """

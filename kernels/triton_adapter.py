@@ -8,8 +8,8 @@ split-K pass, ``dZ = (s dO Wu) * act'(Z)``, ``dWd = dZ^T H`` (split-K), ``dbd = 
 ``Z`` and ``dZ`` have bottleneck-many columns. Up to ``NARROW`` of them they are split-K
 reductions (one pass over ``H`` or ``dO`` spread over the whole GPU) with the bias and the
 activation applied to the small result; a GEMM with the activation in its epilogue would run
-one program per row block with most of each output tile empty (2.3x slower than PyTorch at
-8192 x 4096, bottleneck 16, on an H100). Wider bottlenecks use that GEMM.
+one program per row block with most of each output tile empty (slower than PyTorch on an H100:
+docs/kernels.md). Wider bottlenecks use that GEMM.
 """
 
 from __future__ import annotations

@@ -58,3 +58,20 @@ def test_the_docs_name_paretune_code():
 @pytest.mark.parametrize(("doc", "name"), named())
 def test_each_name_resolves(doc, name):
     assert resolves(name), f"{doc} names {name}, which does not exist"
+
+
+PACKAGE_DIRS = ("search", "spaces", "trainers", "kernels", "dashboard")
+TIMING = re.compile(r"\d\s?(?:ms|us|µs)\b|\d\.\d+x (?:faster|slower)")
+
+
+def test_measured_timings_live_in_the_docs_not_in_the_code():
+    """A timing in a docstring or comment has no machine or date and goes stale unseen; the docs
+    hold every figure with both, next to the benchmark that measures it."""
+    found = [
+        f"{path.relative_to(ROOT)}:{n}: {line.strip()}"
+        for d in PACKAGE_DIRS
+        for path in sorted((ROOT / d).rglob("*.py"))
+        for n, line in enumerate(path.read_text().splitlines(), 1)
+        if TIMING.search(line)
+    ]
+    assert found == []

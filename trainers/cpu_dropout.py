@@ -1,7 +1,7 @@
 """Faster dropout while a model trains on the CPU: hidden-state and attention-probability dropout.
 
 A BERT-sized model draws about 20 dropout masks per step; torch draws them one Bernoulli sample
-per element, which on a 2-core Xeon was 15 % of an fp32 training step of MiniLM with LoRA.
+per element, a large share of a CPU training step (docs/training.md, "dropout").
 ``fast_cpu_dropout(model)`` makes, for the duration of a ``with`` block:
 
 - every plain ``nn.Dropout`` a ``FastDropout`` (a class swap: no parameter or state-dict name
@@ -11,9 +11,9 @@ per element, which on a 2-core Xeon was 15 % of an fp32 training step of MiniLM 
   tensors it computes softmax attention itself, with the fast mask when attention dropout is on
   (what ``sdpa`` does there anyway: its CPU flash kernel has no dropout, so it falls back to the
   math path). Eval-mode calls inside the block (the frozen prefix, the evaluations at the rungs)
-  take the same path up to ``EVAL_MATH_MAX_KEYS`` tokens: it makes MiniLM's top-half LoRA step
-  1.034x faster than sdpa's CPU flash kernel does in bf16 and 1.013x in fp32
-  (``benchmarks/eval_attention.py``, 64 tokens at most). Every other call goes to ``sdpa``
+  take the same path up to ``EVAL_MATH_MAX_KEYS`` tokens, where it measured faster than sdpa's
+  CPU flash kernel (``benchmarks/eval_attention.py``; figures in docs/training.md). Every other
+  call goes to ``sdpa``
   unchanged (longer eval-mode calls, CUDA, grouped or causal-without-mask attention, position
   bias, caches, attention weights asked for).
 
@@ -32,8 +32,8 @@ from torch import nn
 from paretune.kernels import fast_dropout
 
 ATTENTION_NAME = "paretune_cpu_sdpa"
-# Calls without dropout take the math path up to this many key tokens (measured faster than
-# sdpa's CPU flash kernel in MiniLM steps at up to 64); beyond it flash wins (2.4-3x at 512).
+# Calls without dropout take the math path up to this many key tokens; beyond it sdpa's CPU flash
+# kernel wins (benchmarks/eval_attention.py, docs/training.md).
 EVAL_MATH_MAX_KEYS = 64
 
 

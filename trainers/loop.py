@@ -75,7 +75,7 @@ class BatchStream:
 # Padded lengths are rounded up to a multiple of PAD_TO_MULTIPLE_OF (``training.pad_to_multiple_of``,
 # 4). On the CPU the matrix library (oneDNN) compiles kernels for every new product shape, and a
 # product's rows are batch x padded length: with every length from 5 to 64 tokens, a 100-step
-# MiniLM trial compiled about 1,150 of them at about 0.6 ms each. Multiples of 4 leave 16 lengths
+# MiniLM trial compiled over a thousand of them, each a visible pause. Multiples of 4 leave 16 lengths
 # to compile for; a longer multiple pads more than it saves (docs/training.md has the figures).
 def padded_width(longest: int, multiple: int = 1, max_width: int | None = None) -> int:
     """``longest`` rounded up to a multiple of ``multiple``, never above ``max_width`` (the
