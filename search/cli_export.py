@@ -21,7 +21,7 @@ from paretune.search.consoles import stderr_console, stdout_console
 from paretune.spaces import with_test_metrics
 from paretune.spaces.errors import UserError
 
-from .cli_study import STORAGE_HELP
+from .urls import STORAGE_HELP
 
 FORMATS = ("table", "json")
 
@@ -191,7 +191,7 @@ def _retrain(
         f"retraining trial {found.number} of {name}: {config.plan.summary()}, {_seeds(seeds)} x {steps} steps"
     )
 
-    from paretune.trainers.export import retrain, summarize  # noqa: PLC0415 - torch loads here
+    from paretune.trainers.retrain import retrain, summarize  # noqa: PLC0415 - torch loads here
 
     shown = with_test_metrics(spec.objective_names)
 
@@ -225,7 +225,6 @@ def _retrain(
 
 
 # The event kind of one retrained seed of a trial; `paretune pareto` and the dashboard read it.
-RETRAINED = "retrained"
 
 
 def record_seed(
@@ -240,7 +239,7 @@ def record_seed(
     """Keep a retrained seed's metrics in the study's event log (the dashboard's trial detail
     lists them), as soon as the seed ends: a later seed's crash loses none of them. A store that
     cannot take the event costs a warning, not the retraining."""
-    from .store import open_store, root_message  # noqa: PLC0415
+    from .store import RETRAINED, open_store, root_message  # noqa: PLC0415
 
     detail = {"seed": seed, "steps": steps, "metrics": {k: float(v) for k, v in metrics.items()}}
     try:

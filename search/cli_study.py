@@ -19,6 +19,7 @@ from paretune.spaces.errors import UserError
 from paretune.spaces.numbers import format_hypervolume
 
 from .trainable import TrialFn
+from .urls import STORAGE_HELP
 
 # The trial function submit/resume run; None means paretune.trainers.train_trial. Tests swap in
 # a fake trainer here (a callable, or a "module:function" path importable by the Ray workers).
@@ -30,9 +31,6 @@ def _trial_fn() -> TrialFn | str | None:
     import os  # noqa: PLC0415
 
     return TRIAL_FN if TRIAL_FN is not None else os.environ.get("PARETUNE_TRIAL_FN") or None
-
-
-STORAGE_HELP = "Study store URL: sqlite:///PATH.db or postgresql+psycopg://USER:PASSWORD@HOST:PORT/DB (default: $PARETUNE_STORAGE, else sqlite:///paretune.db)."
 
 
 def _storage_opt() -> Any:

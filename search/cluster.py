@@ -39,13 +39,12 @@ from paretune.spaces import LoadedSpec
 from paretune.spaces.errors import UserError
 
 from .store import StudyInfo, StudyStore, open_store
-from .urls import ENV_STORAGE, mask_text, mask_url
+from .urls import ENV_STORAGE, ENV_STORAGE_FILE, mask_text, mask_url
 
 log = logging.getLogger(__name__)
 
 TERMINAL = frozenset({"SUCCEEDED", "FAILED", "STOPPED"})
 ENV_TRIAL_FN = "PARETUNE_TRIAL_FN"  # "module:function": the trial function a job runs
-ENV_STORAGE_FILE = "PARETUNE_STORAGE_FILE"  # a file holding the storage URL (read by the CLI)
 STORAGE_FILE = "paretune-storage.url"
 STOP_TIMEOUT_S = 60.0
 AGENT_WAIT_S = 60.0  # a cluster that just started: how long to wait for its job agent
@@ -96,18 +95,6 @@ def _write_private(path: str, text: str) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
         f.write(text)
-
-
-def storage_from_file() -> str | None:
-    """The URL in ``$PARETUNE_STORAGE_FILE`` (a job's working directory holds it), if set."""
-    path = os.environ.get(ENV_STORAGE_FILE)
-    if not path:
-        return None
-    try:
-        with open(path) as f:
-            return f.read().strip() or None
-    except OSError as e:
-        raise UserError(f"${ENV_STORAGE_FILE} names {path}, which cannot be read: {e}") from None
 
 
 @dataclass(frozen=True)

@@ -27,12 +27,11 @@ from rich.table import Table
 from paretune.spaces import TEST_METRICS
 from paretune.spaces.numbers import format_hypervolume
 
-from .cli_export import RETRAINED
 from .driver import driver_is_live
 from .pareto import at_fidelity, front_trials
 from .progress import format_value
 from .searcher import count_budget
-from .store import StudyInfo, StudyStore
+from .store import RETRAINED, StudyInfo, StudyStore
 
 FORMATS = ("table", "json", "csv")
 

@@ -40,7 +40,7 @@ from .samplers import make_sampler
 from .searcher import StudyContext, count_budget
 from .store import StudyStore, UnknownStudyError, open_store
 from .trainable import TrialFn
-from .urls import ENV_STORAGE, StorageError, resolve_storage
+from .urls import ENV_STORAGE, StorageError, resolve_storage, storage_from_file
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,6 @@ class StudyExistsError(UserError):
 
 def storage_url(cli: str | None = None, spec: StudySpec | None = None) -> str:
     """The storage URL to use (see the module docstring for the precedence)."""
-    from .cluster import storage_from_file  # noqa: PLC0415  (a Ray Job's URL: see cluster.py)
 
     return resolve_storage(
         cli

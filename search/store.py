@@ -53,6 +53,7 @@ from .urls import StorageError, mask_text, mask_url, resolve_storage
 log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
+RETRAINED = "retrained"  # the event ``export --retrain`` logs: a trial's test-split figures
 CONNECT_TIMEOUT_S = 5
 RETRY_FOR_S = 60.0  # how long a store call waits for the database to come back (a restart)
 T = TypeVar("T")

@@ -9,6 +9,8 @@ from paretune.spaces.errors import UserError
 
 DEFAULT_STORAGE = "sqlite:///paretune.db"
 ENV_STORAGE = "PARETUNE_STORAGE"
+ENV_STORAGE_FILE = "PARETUNE_STORAGE_FILE"  # a file holding the storage URL (a Ray Job's)
+STORAGE_HELP = "Study store URL: sqlite:///PATH.db or postgresql+psycopg://USER:PASSWORD@HOST:PORT/DB (default: $PARETUNE_STORAGE, else sqlite:///paretune.db)."
 _SCHEMES = ("sqlite", "postgresql", "postgresql+psycopg")
 
 
@@ -55,3 +57,15 @@ def resolve_storage(url: str | None) -> str:
             f"malformed storage URL {mask_url(url)!r}: it needs a host and a database name"
         )
     return url
+
+
+def storage_from_file() -> str | None:
+    """The URL in ``$PARETUNE_STORAGE_FILE`` (a job's working directory holds it), if set."""
+    path = os.environ.get(ENV_STORAGE_FILE)
+    if not path:
+        return None
+    try:
+        with open(path) as f:
+            return f.read().strip() or None
+    except OSError as e:
+        raise UserError(f"${ENV_STORAGE_FILE} names {path}, which cannot be read: {e}") from None

@@ -281,8 +281,7 @@ def test_trial_tab_export_command(store, monkeypatch):
 
 
 def test_trial_tab_lists_the_retrained_seeds_with_their_test_figures(tmp_path, monkeypatch):
-    from paretune.search.cli_export import RETRAINED  # noqa: PLC0415
-    from paretune.search.store import open_store  # noqa: PLC0415
+    from paretune.search.store import RETRAINED, open_store  # noqa: PLC0415
 
     url = f"sqlite:///{tmp_path / 'store.db'}"
     info = build_synthetic_study(url, "beta", n_trials=6, n_steps=3, fail_fraction=0.0, seed=5)
