@@ -62,3 +62,26 @@ def postgres_url():
             )
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
         admin.dispose()
+
+
+@pytest.fixture(scope="module")
+def ray_session(request):
+    """A local Ray (2 CPUs, no dashboard) for one test module, shut down after it.
+
+    ``address="local"`` never joins a cluster someone else started on this machine; the module is
+    pickled by value, since Ray workers cannot import tests/ (its fake trainers travel so)."""
+    import logging
+
+    import ray
+    import ray.cloudpickle
+
+    ray.cloudpickle.register_pickle_by_value(request.module)
+    ray.init(
+        address="local",
+        num_cpus=2,
+        include_dashboard=False,
+        log_to_driver=False,
+        logging_level=logging.WARNING,
+    )
+    yield
+    ray.shutdown()

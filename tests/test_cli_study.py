@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import logging
 import os
 import signal
 import subprocess
@@ -27,19 +26,7 @@ from paretune.spaces.errors import UserError
 runner = CliRunner()
 
 
-@pytest.fixture(scope="module", autouse=True)
-def ray_session():
-    import ray
-    import ray.cloudpickle
-
-    ray.cloudpickle.register_pickle_by_value(
-        sys.modules[__name__]
-    )  # Ray workers cannot import tests/
-    ray.init(
-        num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING
-    )
-    yield
-    ray.shutdown()
+pytestmark = pytest.mark.usefixtures("ray_session")  # every test here runs studies on Ray
 
 
 def make_fake(pause: float = 0.0):

@@ -42,23 +42,6 @@ PG_VERSION = (sorted(os.listdir("/etc/postgresql")) or ["15"])[-1] if os.path.is
 PG_CTL = ["pg_ctlcluster", "--skip-systemctl-redirect", PG_VERSION, "main"]
 
 
-@pytest.fixture(scope="module")
-def ray_session():
-    import ray
-    import ray.cloudpickle
-
-    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers cannot import tests/
-    ray.init(  # address="local": never join a cluster someone else started on this machine
-        address="local",
-        num_cpus=2,
-        include_dashboard=False,
-        log_to_driver=False,
-        logging_level=logging.WARNING,
-    )
-    yield
-    ray.shutdown()
-
-
 def slow_fake(spec: Any, config: Any, reporter: Any, *, max_steps: int, eval_steps: list[int], trial_dir: Any = None) -> dict[str, float]:  # fmt: skip
     """Reports every step, 0.25 s apart: a restart of the server always falls inside the study."""
     metrics: dict[str, float] = {}

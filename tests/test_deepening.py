@@ -8,7 +8,6 @@ their checkpoints.
 from __future__ import annotations
 
 import hashlib
-import logging
 import re
 import sys
 from pathlib import Path
@@ -422,17 +421,6 @@ def test_the_trainer_continues_from_a_copied_checkpoint(tmp_path):
 
 
 # -- end to end on Ray -----------------------------------------------------------------------
-
-
-@pytest.fixture
-def ray_session():
-    import ray
-
-    ray.init(
-        num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING
-    )
-    yield
-    ray.shutdown()
 
 
 def test_resume_max_steps_continues_the_pareto_trials_on_ray(tmp_path, monkeypatch, ray_session):

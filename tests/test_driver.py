@@ -5,7 +5,6 @@ One local Ray session (2 CPUs) serves the whole module.
 
 from __future__ import annotations
 
-import logging
 import math
 import os
 import signal
@@ -29,19 +28,7 @@ from paretune.spaces import load_spec, parse_spec
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def ray_session():
-    import ray
-    import ray.cloudpickle
-
-    ray.cloudpickle.register_pickle_by_value(
-        sys.modules[__name__]
-    )  # Ray workers cannot import tests/
-    ray.init(
-        num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING
-    )
-    yield
-    ray.shutdown()
+pytestmark = pytest.mark.usefixtures("ray_session")  # every test here runs studies on Ray
 
 
 def spec_text(name: str, **search: Any) -> str:

@@ -5,9 +5,7 @@ study goes on to its full budget. One local Ray session (2 CPUs) serves the modu
 
 from __future__ import annotations
 
-import logging
 import math
-import sys
 import time
 from types import SimpleNamespace
 from typing import Any
@@ -50,21 +48,7 @@ REASONS = {
 }
 
 
-@pytest.fixture(scope="module", autouse=True)
-def ray_session():
-    import ray
-    import ray.cloudpickle
-
-    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers cannot import tests/
-    ray.init(  # address="local": never join a cluster someone else started on this machine
-        address="local",
-        num_cpus=2,
-        include_dashboard=False,
-        log_to_driver=False,
-        logging_level=logging.WARNING,
-    )
-    yield
-    ray.shutdown()
+pytestmark = pytest.mark.usefixtures("ray_session")  # every test here runs studies on Ray
 
 
 def faulty(

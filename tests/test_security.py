@@ -37,23 +37,6 @@ REPO = Path(__file__).resolve().parents[1]
 SECRET = "Sup3rS3cretPw"
 
 
-@pytest.fixture(scope="module")
-def ray_session():
-    import ray
-    import ray.cloudpickle
-
-    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers cannot import tests/
-    ray.init(  # address="local": never join a cluster someone else started on this machine
-        address="local",
-        num_cpus=2,
-        include_dashboard=False,
-        log_to_driver=False,
-        logging_level=logging.WARNING,
-    )
-    yield
-    ray.shutdown()
-
-
 def quick(spec: Any, config: Any, reporter: Any, *, max_steps: int, eval_steps: list[int], trial_dir: Any = None) -> dict[str, float]:  # fmt: skip
     metrics: dict[str, float] = {}
     for step in eval_steps:
