@@ -224,9 +224,6 @@ def _retrain(
         err.print(f"seed 0's adapter: {out} ({_load_hint(Path(out))})")
 
 
-# The event kind of one retrained seed of a trial; `paretune pareto` and the dashboard read it.
-
-
 def record_seed(
     url: str,
     study_id: int,

@@ -59,15 +59,20 @@ def min_form_array(values: Any, directions: Sequence[str]) -> np.ndarray:
     return out
 
 
+def _dominance(candidates: np.ndarray, pts: np.ndarray) -> np.ndarray:
+    """``[i, j]``: row i of ``candidates`` dominates row j of ``pts`` (minimisation form)."""
+    le = (candidates[:, None, :] <= pts[None, :, :]).all(axis=2)
+    lt = (candidates[:, None, :] < pts[None, :, :]).any(axis=2)
+    return le & lt
+
+
 def fronts(points: Any) -> list[np.ndarray]:
     """Row indices grouped into non-dominated fronts (front 0 first), each in ascending order."""
     pts = np.asarray(points, dtype=float)
     n = len(pts)
     if n == 0:
         return []
-    le = (pts[:, None, :] <= pts[None, :, :]).all(axis=2)
-    lt = (pts[:, None, :] < pts[None, :, :]).any(axis=2)
-    dominates_ = le & lt  # [i, j]: row i dominates row j
+    dominates_ = _dominance(pts, pts)
     n_dominating = dominates_.sum(axis=0)
     remaining = np.ones(n, dtype=bool)
     out: list[np.ndarray] = []
@@ -93,10 +98,7 @@ def pareto_mask(points: Any, chunk: int = 512) -> np.ndarray:
         return np.zeros(0, dtype=bool)
     dominated = np.zeros(n, dtype=bool)
     for lo in range(0, n, chunk):
-        block = pts[lo : lo + chunk]
-        le = (block[:, None, :] <= pts[None, :, :]).all(axis=2)
-        lt = (block[:, None, :] < pts[None, :, :]).any(axis=2)
-        dominated |= (le & lt).any(axis=0)
+        dominated |= _dominance(pts[lo : lo + chunk], pts).any(axis=0)
     return ~dominated
 
 
@@ -127,12 +129,9 @@ def constraints_hold(constraints: Any) -> bool:
     if isinstance(constraints, int | float):
         return float(constraints) <= 0
     try:
-        values = [float(c) for c in constraints if not isinstance(c, bool)]
-        if len(values) != len(list(constraints)):
-            return False
+        return all(not isinstance(c, bool) and float(c) <= 0 for c in constraints)  # NaN: False
     except (TypeError, ValueError):
         return False
-    return all(v <= 0 for v in values)  # NaN compares False: infeasible
 
 
 def trial_steps(trial: Any) -> int | None:

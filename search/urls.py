@@ -10,7 +10,10 @@ from paretune.spaces.errors import UserError
 DEFAULT_STORAGE = "sqlite:///paretune.db"
 ENV_STORAGE = "PARETUNE_STORAGE"
 ENV_STORAGE_FILE = "PARETUNE_STORAGE_FILE"  # a file holding the storage URL (a Ray Job's)
-STORAGE_HELP = "Study store URL: sqlite:///PATH.db or postgresql+psycopg://USER:PASSWORD@HOST:PORT/DB (default: $PARETUNE_STORAGE, else sqlite:///paretune.db)."
+STORAGE_HELP = (
+    "Study store URL: sqlite:///PATH.db or postgresql+psycopg://USER:PASSWORD@HOST:PORT/DB"
+    f" (default: ${ENV_STORAGE}, else {DEFAULT_STORAGE})."
+)
 _SCHEMES = ("sqlite", "postgresql", "postgresql+psycopg")
 
 
