@@ -16,7 +16,7 @@ import pandas as pd
 
 from paretune.search.pareto import (
     at_full_fidelity,
-    front_candidate,
+    candidate_mask,
     hypervolume,
     min_form_array,
     pareto_mask,
@@ -32,18 +32,12 @@ def at_top_fidelity(steps: pd.Series, max_steps: int) -> pd.Series:
 
 def front_candidates(trials: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
     """The trials that may be on the front over ``columns``
-    (:func:`~paretune.search.pareto.front_candidate`)."""
+    (:func:`~paretune.search.pareto.candidate_mask`)."""
     if trials.empty:
         return trials
     values = trials[list(columns)].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=float)
-    full = trials["at_top"] if "at_top" in trials.columns else pd.Series(True, trials.index)
-    ok = [
-        front_candidate(str(state), list(row), bool(feasible), bool(top))
-        for state, row, feasible, top in zip(
-            trials["state"], values, trials["feasible"], full, strict=True
-        )
-    ]
-    return trials[np.asarray(ok, dtype=bool)]
+    full = trials["at_top"] if "at_top" in trials.columns else True
+    return trials[candidate_mask(trials["state"], values, trials["feasible"], full)]
 
 
 def pareto_numbers(

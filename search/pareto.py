@@ -162,23 +162,32 @@ def is_feasible(trial: Any) -> bool:
     return constraints_hold(trial.user_attrs.get("constraints"))
 
 
-def front_candidate(state: str, values: Sequence[Any] | None, feasible: bool, full: bool) -> bool:
-    """May a trial be on the front: COMPLETE, every value finite, feasible, at full fidelity."""
-    if state != "COMPLETE" or not values or not feasible or not full:
-        return False
-    try:
-        return all(math.isfinite(float(v)) for v in values)
-    except (TypeError, ValueError):
-        return False
+def candidate_mask(states: Any, values: Any, feasible: Any, full: Any) -> np.ndarray:
+    """Which trials may be on the front: COMPLETE, every value finite, feasible, at full
+    fidelity. ``values`` is an ``(n, m)`` array, NaN where a value is missing."""
+    vals = np.asarray(values, dtype=float)
+    finite = np.isfinite(vals).all(axis=1) if vals.ndim == 2 and vals.shape[1] else False
+    return (
+        (np.asarray(states, dtype=object) == "COMPLETE")
+        & finite
+        & np.asarray(feasible, dtype=bool)
+        & np.asarray(full, dtype=bool)
+    )
 
 
 def complete_feasible(trials: Sequence[Any], max_steps: int | None = None) -> list[Any]:
     """The trials (Optuna FrozenTrials) that may be on the front, in trial order."""
-    return [
-        t
-        for t in trials
-        if front_candidate(t.state.name, t.values, is_feasible(t), at_fidelity(t, max_steps))
-    ]
+    if not trials:
+        return []
+    width = max(len(t.values or ()) for t in trials)
+    missing = [math.nan] * width
+    mask = candidate_mask(
+        [t.state.name for t in trials],
+        [t.values if t.values and len(t.values) == width else missing for t in trials],
+        [is_feasible(t) for t in trials],
+        [at_fidelity(t, max_steps) for t in trials],
+    )
+    return [t for t, ok in zip(trials, mask, strict=True) if ok]
 
 
 def front_trials(
