@@ -136,11 +136,13 @@ class _DesignTrial:
     """Answers a family's suggestions with one size everywhere and records what it answered.
 
     Integer choices (ranks, bottleneck sizes, columns, prefix lengths) get ``size`` where they
-    offer it; on/off switches get on; anything else (dropout, scaling, a float) is left to the
-    sampler: its first value is used for counting and it is not recorded."""
+    offer it; on/off switches get on; choices among names (LoRA's target sets) get the
+    ``option``-th (the last one when there are fewer); anything else (dropout, scaling, a float)
+    is left to the sampler: its first value is used for counting and it is not recorded."""
 
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int, option: int = 0) -> None:
         self.size = size
+        self.option = option
         self.params: dict[str, Any] = {}
 
     def suggest_categorical(self, name: str, choices: list[Any]) -> Any:
@@ -149,6 +151,8 @@ class _DesignTrial:
         elif all(isinstance(c, int) and not isinstance(c, bool) for c in choices):
             positive = [c for c in choices if c > 0] or list(choices)
             value = min(positive, key=lambda c: (abs(c - self.size), c))
+        elif all(isinstance(c, str) for c in choices):
+            value = choices[min(self.option, len(choices) - 1)]
         else:
             return choices[0]
         self.params[name] = value
@@ -161,12 +165,13 @@ class _DesignTrial:
         return low
 
 
-def _sizes(family: Any, section: Any, dims: ModelDims, layers: list[int]) -> list[int]:
-    """The positive integer values the family's section offers (one dummy when it has none)."""
+def _sizes(family: Any, section: Any, dims: ModelDims, layers: list[int]) -> tuple[list[int], int]:
+    """The positive integer values the family's section offers (one dummy when it has none),
+    and how many options its widest choice among names has (1 when it has none)."""
     probe = _Recorder()
     family.sample(probe, section, dims, layers)
     values = sorted({v for choices in probe.int_choices for v in choices if v > 0})
-    return values or [1]
+    return values or [1], max(probe.options, default=1)
 
 
 class _Recorder:
@@ -174,11 +179,14 @@ class _Recorder:
 
     def __init__(self) -> None:
         self.int_choices: list[list[int]] = []
+        self.options: list[int] = []
 
     def suggest_categorical(self, name: str, choices: list[Any]) -> Any:
         if all(isinstance(c, int) and not isinstance(c, bool) for c in choices):
             self.int_choices.append(list(choices))
             return max(choices)
+        if all(isinstance(c, str) for c in choices):
+            self.options.append(len(choices))
         return True if all(isinstance(c, bool) for c in choices) else choices[0]
 
     def suggest_float(self, name: str, low: float, high: float, log: bool = False) -> float:
@@ -190,8 +198,9 @@ class _Recorder:
 
 def _candidates(space: Any, dims: ModelDims, layers: list[int]) -> list[tuple[str, float, dict]]:
     """(family, log trainable parameters, partial Optuna parameters) of each family alone at
-    each of its sizes, on every block of ``layers``, on its top half, on its top block; each
-    family's first entry is its canonical one: its middle size on every block."""
+    each of its sizes and options (LoRA's target sets), on every block of ``layers``, on its top
+    half, on its top block; each family's first entry is its canonical one: its middle size with
+    its first option on every block."""
     from .plan import PeftPlan  # noqa: PLC0415
 
     names = [choice_name(c) for c in combinations(space, dims)]
@@ -199,16 +208,17 @@ def _candidates(space: Any, dims: ModelDims, layers: list[int]) -> list[tuple[st
     out: list[tuple[str, float, dict]] = []
     for name, section in space.enabled_families():
         family = FAMILIES[name]
-        sizes = _sizes(family, section, dims, layers)
+        sizes, options = _sizes(family, section, dims, layers)
         starts = [layers[0]]
         if from_choices and family.layer_placed:
             starts += [layers[len(layers) // 2], layers[-1]]
         middle = sizes[len(sizes) // 2]
         seen: set[int] = set()
-        for size, start in sorted(
-            itertools.product(sizes, starts), key=lambda x: (x != (middle, layers[0]), x)
+        for size, start, option in sorted(
+            itertools.product(sizes, starts, range(options)),
+            key=lambda x: (x != (middle, layers[0], 0), x),
         ):
-            design = _DesignTrial(size)
+            design = _DesignTrial(size, option)
             plan = family.sample(design, section, dims, [i for i in layers if i >= start])
             if plan is None:
                 continue

@@ -12,8 +12,9 @@ means "LoRA r8 and nothing else". So a searched parameter left out takes:
   user gave another parameter of that family of the same kind, else on (``true``, the middle
   positive size): ``serial_adapter.size: 64`` puts the adapter on every layer of the space,
   ``lora.rank.L5.query: 8`` puts LoRA only there;
-- anything else: its default, the middle choice, or the (log-)midpoint of a range: a learning
-  rate in [1e-4, 1e-2] (log) is 1e-3.
+- anything else: its default, the first of choices among names (LoRA's first target set, the
+  spec's own default), the middle choice, or the (log-)midpoint of a range: a learning rate in
+  [1e-4, 1e-2] (log) is 1e-3.
 """
 
 from __future__ import annotations
@@ -66,6 +67,8 @@ def _kind(choices: tuple[Any, ...]) -> str:
 
 
 def _middle(choices: tuple[Any, ...]) -> Any:
+    if choices and all(isinstance(c, str) for c in choices):
+        return choices[0]
     positive = [c for c in choices if not isinstance(c, bool) and c != 0] or list(choices)
     return positive[len(positive) // 2]
 

@@ -37,7 +37,15 @@ PRESETS: dict[str, dict[str, Any]] = {
     # family alone at sizes spread over the range (docs/families.md, "Combining families")
     "mixed": {
         "combine": {"max_families": 2, "layers": "from", "startup": True},
-        "lora": {"mode": "all", "targets": ["query", "value"], "ranks": [1, 2, 4, 8, 16, 32]},
+        # LoRA on query and value, or on every projection: the two placements people hand-pick
+        "lora": {
+            "mode": "all",
+            "targets": [
+                ["query", "value"],
+                ["query", "key", "value", "attention_output", "intermediate", "output"],
+            ],
+            "ranks": [1, 2, 4, 8, 16, 32],
+        },
         "ia3": {"mode": "all"},
         "prefix": {"length": [2, 4, 8, 16, 32]},
         "serial_adapter": {"mode": "all", "sizes": [2, 4, 8, 16, 32, 64, 128]},

@@ -102,10 +102,12 @@ def test_the_range_is_the_smallest_and_largest_plan_of_any_combination():
     assert summary.min_params <= min(counts) and max(counts) <= summary.max_params
     # the smallest: LoRA r1 on the top block's query and value, and the head (384 * 3 + 3)
     assert summary.min_params == 1 * (384 + 384) * 2 + 1155
-    # the largest: serial and parallel adapters of 128 on all six blocks
-    assert summary.max_params == 2 * 6 * (2 * 384 * 128 + 128 + 384) + 1155
+    # the largest: LoRA r32 on all six projections of all six blocks (q, k, v, o: 384 -> 384;
+    # intermediate and output: 384 <-> 1536) with an adapter of 128 on all six blocks
+    lora = 6 * 32 * (4 * (384 + 384) + 2 * (384 + 1536))
+    assert summary.max_params == lora + 6 * (2 * 384 * 128 + 128 + 384) + 1155
     names = [n for n, _ in summary.__dict__.items()]
-    assert "n_dimensions" in names and summary.n_dimensions == 9
+    assert "n_dimensions" in names and summary.n_dimensions == 10
 
 
 def test_startup_gives_each_family_its_middle_size_then_spreads_over_the_range():
@@ -126,6 +128,18 @@ def test_startup_gives_each_family_its_middle_size_then_spreads_over_the_range()
     assert min(logs) == pytest.approx(math.log(summary.min_params))  # the smallest plan is tried
     rates = [d["learning_rate"] for d in designs]  # the default range, [1e-4, 3e-3]: clipped
     assert max(rates) == 3e-3 and all(1e-4 <= r <= 3e-3 for r in rates)
+
+
+def test_startup_tries_lora_on_query_value_and_on_every_projection():
+    """mixed's LoRA draws its targets from two sets; the start-up begins with the well-known
+    r8 on query and value and also tries LoRA on every projection (the other hand-picked one)."""
+    spec, dims = spec_of("minilm-l6", MIXED["minilm-l6"]), dims_of("minilm-l6")
+    designs = startup_params(spec, dims, 10)
+    fixed = {"learning_rate": 1e-3, "parallel_adapter.scaling": 1.0}
+    summaries = [config_from_params({**d, **fixed}, spec, dims).plan.summary() for d in designs]
+    every = "query,key,value,attention_output,intermediate,output"
+    assert summaries[0] == "lora r8 on L0-L5 query,value"
+    assert any(s.startswith("lora ") and s.endswith(every) for s in summaries)
 
 
 def test_startup_trials_get_the_learning_rate_of_their_size():

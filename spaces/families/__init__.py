@@ -42,7 +42,7 @@ def clashes(on: dict[str, Any], dims: Any) -> list[str]:
     lora, ia3, paca, bitfit = (on.get(n) for n in ("lora", "ia3", "paca", "bitfit"))
     problems: list[str] = []
     if lora is not None and ia3 is not None:
-        both = _shared(lora.targets, ia3.resolve_targets(dims))
+        both = _shared(lora.all_targets, ia3.resolve_targets(dims))
         if both:
             problems.append(
                 f"lora and ia3 cannot share a target ({', '.join(both)}): both are peft tuners, and paretune "
@@ -50,7 +50,7 @@ def clashes(on: dict[str, Any], dims: Any) -> list[str]:
                 "and the fused LoRA kernel would skip the IA3 scaling); give them disjoint targets"
             )
     if lora is not None and paca is not None and True in values_of(lora.dora):
-        both = _shared(lora.targets, paca.targets)
+        both = _shared(lora.all_targets, paca.targets)
         if both:
             problems.append(
                 f"lora with dora and paca cannot share a target ({', '.join(both)}): DoRA normalises the frozen "

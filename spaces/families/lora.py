@@ -2,7 +2,13 @@
 
 Per-layer mode: every (layer, target) pair is one categorical parameter ``lora.rank.L3.query``
 over the spec's ranks, 0 meaning no LoRA there. Shared mode: one ``lora.rank`` for all placed
-modules and a layer mask ``lora.layer.L3`` (on/off), as AutoPEFT searches.
+modules and a layer mask ``lora.layer.L3`` (on/off), as AutoPEFT searches. All mode: one
+``lora.rank`` on every block.
+
+In the shared and all modes ``targets`` may also be a list of target sets, searched as one
+categorical ``lora.targets`` ("query,value" or every projection, as practitioners pick them):
+
+    lora: {mode: all, targets: [[query, value], [query, key, value, attention_output]]}
 
 Parameters per adapted module: ``r * (in + out)`` (A and B), plus ``out`` for DoRA's magnitude.
 """
@@ -18,11 +24,17 @@ from ..architectures import ModelDims
 from ..dims import BoolDim, FloatDim, Strict, n_choices, suggest, unique_list, values_of
 from .base import Family, Problem, layer_ranges
 
+TARGETS_PARAM = "lora.targets"
+
 
 class LoraSpace(Strict):
     """The LoRA section of a spec."""
 
-    targets: list[str] = Field(default_factory=lambda: ["query", "value"])
+    targets: list[str] | list[list[str]] = Field(
+        default_factory=lambda: ["query", "value"],
+        description="the adapted projections, or (modes all and shared) a list of target sets, "
+        "one of which a trial draws as lora.targets",
+    )
     ranks: list[int] = Field(default_factory=lambda: [0, 4, 8, 16])
     mode: Literal["per-layer", "shared", "all"] = "per-layer"
     alpha: float | None = Field(None, gt=0, description="fixed alpha")
@@ -32,8 +44,25 @@ class LoraSpace(Strict):
 
     @field_validator("targets")
     @classmethod
-    def _targets(cls, v: list[str]) -> list[str]:
+    def _targets(cls, v: list[Any]) -> list[Any]:
+        if v and all(isinstance(t, list) for t in v):
+            for group in v:
+                unique_list(group, "each target set")
+            unique_list([tuple(g) for g in v], "targets (as target sets)")
+            return v
         return unique_list(v, "targets")
+
+    @property
+    def target_sets(self) -> list[tuple[str, ...]]:
+        """The target sets a trial may draw from (one: the targets themselves)."""
+        if self.targets and isinstance(self.targets[0], list):
+            return [tuple(g) for g in self.targets]
+        return [tuple(self.targets)]  # type: ignore[arg-type]
+
+    @property
+    def all_targets(self) -> list[str]:
+        """Every target any set names, in order of first mention."""
+        return list(dict.fromkeys(t for group in self.target_sets for t in group))
 
     @field_validator("ranks")
     @classmethod
@@ -52,6 +81,11 @@ class LoraSpace(Strict):
             raise ValueError("set alpha or alpha_multiple, not both")
         if self.alpha is None and self.alpha_multiple is None:
             object.__setattr__(self, "alpha_multiple", 2.0)
+        if len(self.target_sets) > 1 and self.mode == "per-layer":
+            raise ValueError(
+                "target sets (a list of lists) are searched in modes all and shared; "
+                "per-layer mode searches each target's rank: give one flat list of targets"
+            )
         if isinstance(self.dropout, list):
             unique_list(self.dropout, "dropout")
         if any(not 0 <= p < 1 for p in values_of(self.dropout)):
@@ -87,15 +121,15 @@ class LoraFamily(Family):
 
     def check(self, space: LoraSpace, dims: ModelDims, layers: list[int]) -> list[Problem]:
         problems: list[Problem] = []
-        for i, t in enumerate(space.targets):
+        for i, t in enumerate(space.all_targets):
             if t not in dims.targets:
                 problems.append(
                     (
-                        ("targets", i),
+                        ("targets",) if len(space.target_sets) > 1 else ("targets", i),
                         f"unknown target {t!r} for {dims.arch}; allowed: {', '.join(dims.targets)}",
                     )
                 )
-        for t in space.targets:
+        for t in space.all_targets:
             if t not in dims.targets:
                 continue
             shape = dims.targets[t]
@@ -111,8 +145,17 @@ class LoraFamily(Family):
                 break
         return problems
 
-    def _placements(self, space: LoraSpace, layers: list[int]) -> list[tuple[int, str]]:
-        return [(layer, t) for layer in layers for t in space.targets]
+    def _placements(
+        self, space: LoraSpace, layers: list[int], targets: tuple[str, ...] | None = None
+    ) -> list[tuple[int, str]]:
+        return [(layer, t) for layer in layers for t in (targets or space.target_sets[0])]
+
+    @staticmethod
+    def _draw_targets(trial: Any, space: LoraSpace) -> tuple[str, ...]:
+        sets = space.target_sets
+        if len(sets) == 1:
+            return sets[0]
+        return tuple(suggest(trial, TARGETS_PARAM, [",".join(g) for g in sets]).split(","))
 
     def dimensions(
         self, space: LoraSpace, dims: ModelDims, layers: list[int]
@@ -122,6 +165,8 @@ class LoraFamily(Family):
             positive = [r for r in space.ranks if r > 0]
             if len(positive) > 1:
                 out.append(("lora.rank", len(positive)))
+            if len(space.target_sets) > 1:
+                out.append((TARGETS_PARAM, len(space.target_sets)))
             if space.mode == "shared":
                 out += [(f"lora.layer.L{layer}", 2) for layer in layers]
         else:
@@ -143,9 +188,10 @@ class LoraFamily(Family):
         if space.mode in ("shared", "all"):
             positive = [r for r in space.ranks if r > 0]
             rank = suggest(trial, "lora.rank", positive)
+            targets = self._draw_targets(trial, space)
             for layer in layers:
                 if space.mode == "all" or suggest(trial, f"lora.layer.L{layer}", [False, True]):
-                    ranks += [(layer, t, rank) for t in space.targets]
+                    ranks += [(layer, t, rank) for t in targets]
         else:
             for layer, t in self._placements(space, layers):
                 r = suggest(trial, f"lora.rank.L{layer}.{t}", space.ranks)
@@ -170,12 +216,19 @@ class LoraFamily(Family):
     def bounds(self, space: LoraSpace, dims: ModelDims, layers: list[int]) -> tuple[int, int]:
         doras = [bool(d) for d in values_of(space.dora)]
         positive = [r for r in space.ranks if r > 0]
-        placements = self._placements(space, layers)
+
+        def total(rank: int, dora: bool, targets: tuple[str, ...]) -> int:
+            return sum(
+                self.module_params(dims, t, rank, dora)
+                for _, t in self._placements(space, layers, targets)
+            )
+
+        sets = space.target_sets
         if space.mode == "shared" or (0 in space.ranks and space.mode == "per-layer"):
             low = 0  # every layer masked off / every rank 0
         else:
-            low = sum(self.module_params(dims, t, min(positive), min(doras)) for _, t in placements)
-        high = sum(self.module_params(dims, t, max(positive), max(doras)) for _, t in placements)
+            low = min(total(min(positive), min(doras), g) for g in sets)
+        high = max(total(max(positive), max(doras), g) for g in sets)
         return low, high
 
     def plan_to_dict(self, plan: LoraPlan) -> dict[str, Any]:
