@@ -1,4 +1,4 @@
-"""Cached loaders: the queries, memoised per storage URL for a few seconds.
+"""Cached loaders: the store reads (:mod:`paretune.search.store_read`), memoised per storage URL for a few seconds.
 
 ``st.cache_data(ttl=TTL_S)`` keeps a page fast on reruns (a widget change, the live refresh)
 while a running study still shows new trials within a few seconds. Importance, the slowest
@@ -13,7 +13,8 @@ import pandas as pd
 import streamlit as st
 from sqlalchemy.engine import Engine
 
-from . import queries
+from paretune.search import store_read
+
 from .analysis import placement_table
 from .db import DashboardError, readonly_engine
 from .importance import param_importances
@@ -30,11 +31,9 @@ def engine(url: str) -> Engine:
 
 
 def _require_tables(eng: Engine, url: str) -> None:
-    if not queries.has_paretune_tables(eng):
-        from paretune.search.urls import mask_url  # noqa: PLC0415
-
+    if not store_read.has_paretune_tables(eng):
         raise DashboardError(
-            f"storage {mask_url(url)} holds no paretune studies (no paretune tables)"
+            f"storage {store_read.mask_url(url)} holds no paretune studies (no paretune tables)"
         )
 
 
@@ -42,14 +41,14 @@ def _require_tables(eng: Engine, url: str) -> None:
 def overview(url: str) -> pd.DataFrame:
     eng = engine(url)
     _require_tables(eng, url)
-    records = queries.studies(eng)
+    records = store_read.studies(eng)
     optuna_ids = [r.optuna_id for r in records if r.optuna_id is not None]
-    refs = {r.id: queries.latest_event_detail(eng, r.id, "reference_point") for r in records}
+    refs = {r.id: store_read.latest_event_detail(eng, r.id, "reference_point") for r in records}
     return overview_frame(
         records,
-        queries.state_counts(eng),
-        queries.latest_hypervolume(eng),
-        queries.complete_values(eng, optuna_ids),
+        store_read.state_counts(eng),
+        store_read.latest_hypervolume(eng),
+        store_read.complete_values(eng, optuna_ids),
         refs,
     )
 
@@ -58,7 +57,7 @@ def overview(url: str) -> pd.DataFrame:
 def study_names(url: str) -> list[str]:
     eng = engine(url)
     _require_tables(eng, url)
-    return [r.name for r in queries.studies(eng)]
+    return [r.name for r in store_read.studies(eng)]
 
 
 @st.cache_data(ttl=TTL_S, show_spinner=False)
@@ -66,7 +65,7 @@ def study(url: str, name: str) -> StudyData | None:
     """Everything the study page shows above the fold; None for an unknown study."""
     eng = engine(url)
     _require_tables(eng, url)
-    record = queries.find_study(eng, name)
+    record = store_read.find_study(eng, name)
     if record is None:
         return None
     if record.optuna_id is None:
@@ -86,10 +85,10 @@ def study(url: str, name: str) -> StudyData | None:
     from .spec_view import spec_view  # noqa: PLC0415
 
     n_obj = len(spec_view(record.spec_json, record.optuna_directions, record.max_steps).objectives)
-    trials = queries.trials(eng, record.optuna_id, n_obj)
-    params, dists = queries.params(eng, record.optuna_id)
-    recorded = queries.latest_hypervolume_of(eng, record.id)
-    ref = queries.latest_event_detail(eng, record.id, "reference_point")
+    trials = store_read.trials(eng, record.optuna_id, n_obj)
+    params, dists = store_read.params(eng, record.optuna_id)
+    recorded = store_read.latest_hypervolume_of(eng, record.id)
+    ref = store_read.latest_event_detail(eng, record.id, "reference_point")
     return build_study_data(record, trials, params, dists, recorded, ref)
 
 
@@ -99,20 +98,20 @@ def curves(url: str, study_id: int, optuna_id: int | None, metric: str) -> pd.Da
     curves of RUNNING trials, and of PRUNED ones under multi-objective TPE); Optuna's
     intermediate values for a store without paretune metrics."""
     eng = engine(url)
-    df = queries.curves(eng, study_id, metric)
+    df = store_read.curves(eng, study_id, metric)
     if df.empty and optuna_id is not None:
-        return queries.intermediate_curves(eng, optuna_id)
+        return store_read.intermediate_curves(eng, optuna_id)
     return df
 
 
 @st.cache_data(ttl=TTL_S, show_spinner=False)
 def hypervolume_history(url: str, study_id: int) -> pd.DataFrame:
-    return queries.hypervolume_history(engine(url), study_id)
+    return store_read.hypervolume_history(engine(url), study_id)
 
 
 @st.cache_data(ttl=TTL_S, show_spinner=False)
 def placement(url: str, optuna_id: int, numbers: tuple[int, ...]) -> pd.DataFrame:
-    plans = queries.user_attr(engine(url), optuna_id, "plan", list(numbers))
+    plans = store_read.user_attr(engine(url), optuna_id, "plan", list(numbers))
     return placement_table([plans[n] for n in numbers if n in plans])
 
 
@@ -139,12 +138,14 @@ def importances(url: str, name: str, n_complete: int) -> dict[str, dict[str, flo
 def trial_detail(url: str, study_id: int, optuna_id: int | None, number: int) -> dict[str, Any]:
     eng = engine(url)
     return {
-        "attrs": queries.trial_attributes(eng, optuna_id, number) if optuna_id is not None else {},
-        "metrics": queries.trial_metrics(eng, study_id, number),
-        "events": queries.events(eng, study_id, trial_number=number),
+        "attrs": store_read.trial_attributes(eng, optuna_id, number)
+        if optuna_id is not None
+        else {},
+        "metrics": store_read.trial_metrics(eng, study_id, number),
+        "events": store_read.events(eng, study_id, trial_number=number),
     }
 
 
 @st.cache_data(ttl=TTL_S, show_spinner=False)
 def last_values(url: str, study_id: int, metric: str) -> pd.DataFrame:
-    return queries.last_values(engine(url), study_id, metric)
+    return store_read.last_values(engine(url), study_id, metric)

@@ -16,7 +16,13 @@ from sqlalchemy import create_engine
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from paretune.search.urls import ENV_STORAGE, StorageError, mask_text, mask_url, resolve_storage
+from paretune.search.store_read import (
+    ENV_STORAGE,
+    StorageError,
+    mask_text,
+    mask_url,
+    resolve_storage,
+)
 
 CONNECT_TIMEOUT_S = 5
 # a page cache and memory-mapped reads big enough for a large study's metrics: the learning-curve

@@ -1,6 +1,6 @@
 """One study, ready for the views: trials with objective columns, the Pareto front, hover text.
 
-Pure: built from the frames of :mod:`paretune.dashboard.queries`, no database, no Streamlit.
+Pure: built from the frames of :mod:`paretune.search.store_read`, no database, no Streamlit.
 """
 
 from __future__ import annotations
@@ -13,8 +13,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from paretune.search.store_read import StudyRecord
+
 from .analysis import at_top_fidelity, front_hypervolume, pareto_numbers, parse_reference
-from .queries import StudyRecord
 from .spec_view import SpecView, spec_view
 
 PLACEMENT_PARAM = re.compile(r"\.L\d+(\.|$)")

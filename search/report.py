@@ -1,5 +1,9 @@
 """What ``paretune status``, ``studies`` and ``pareto`` show: rows read from the store, then rendered.
 
+paretune's own tables are read through :mod:`paretune.search.store_read`, as the dashboard reads
+them; the trials through Optuna's storage (its ``FrozenTrial`` objects, which the front rule and
+the budget count take).
+
 Row builders return plain dicts (JSON-ready); renderers turn them into rich tables, JSON or CSV.
 
 ``paretune pareto NAME --format json`` is a list of objects::
@@ -27,10 +31,11 @@ from rich.table import Table
 from paretune.spaces import TEST_METRICS
 from paretune.spaces.numbers import format_hypervolume
 
+from . import store_read
+from .budget import count_budget
 from .driver import driver_is_live
 from .pareto import at_fidelity, front_trials
 from .progress import format_value
-from .searcher import count_budget
 from .store import RETRAINED, StudyInfo, StudyStore
 
 FORMATS = ("table", "json", "csv")
@@ -73,7 +78,7 @@ def study_row(store: StudyStore, info: StudyInfo) -> dict[str, Any]:
     for t in trials:
         key = "REJECTED" if t.user_attrs.get("rejected") else t.state.name
         states[key] = states.get(key, 0) + 1
-    history = store.hypervolume_history(info.id)
+    hypervolume = store_read.latest_hypervolume_of(store.engine, info.id)
     return {
         "study": info.name,
         "status": display_status(info),
@@ -81,7 +86,7 @@ def study_row(store: StudyStore, info: StudyInfo) -> dict[str, Any]:
         "used": budget.used,
         "trials": {k: states[k] for k in sorted(states)},
         "pareto_size": len(front_trials(trials, directions, info.max_steps or None)),
-        "hypervolume": history[-1]["value"] if history else None,
+        "hypervolume": hypervolume,
         "objectives": names,
         "driver_host": info.driver_host if driver_is_live(info) else None,
         "updated": _iso(info.updated_at),
@@ -96,9 +101,7 @@ def trial_rows(store: StudyStore, name: str) -> list[dict[str, Any]]:
     """Every trial of a study: number, state, values, plan summary, steps reached, flags."""
     info = store.get_study(name)
     names, _ = _objectives(info)
-    steps: dict[int, int] = {}
-    for row in store.metrics(info.id):
-        steps[row["trial_number"]] = max(steps.get(row["trial_number"], 0), int(row["step"]))
+    steps = store_read.last_steps(store.engine, info.id)
     rows = []
     for t in _trials(store, name):
         flags = [
@@ -166,7 +169,8 @@ def pareto_rows(store: StudyStore, name: str) -> list[dict[str, Any]]:
     parameters, plan, summary and the test-split figures of any retraining."""
     info = store.get_study(name)
     names, directions = _objectives(info)
-    tested = retrained_test_figures(store.events(info.id, kinds=[RETRAINED]), names)
+    retrained = store_read.events(store.engine, info.id, kinds=[RETRAINED])
+    tested = retrained_test_figures(retrained.to_dict("records"), names)
     return [
         {
             "trial": t.number,

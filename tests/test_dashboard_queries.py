@@ -15,11 +15,12 @@ import pandas as pd
 import pytest
 from sqlalchemy import create_engine, text
 
-from paretune.dashboard import analysis, charts, db, queries
+from paretune.dashboard import analysis, charts, db
 from paretune.dashboard.importance import TooFewTrials, param_importances
 from paretune.dashboard.overview import overview_frame
 from paretune.dashboard.spec_view import spec_view
 from paretune.dashboard.study_data import build_study_data
+from paretune.search import store_read
 from paretune.search.pareto import (
     constraints_hold,
     dominates,
@@ -63,7 +64,7 @@ def store(tmp_path_factory):
 
 
 def _record(store, name):
-    rec = queries.find_study(store["engine"], name)
+    rec = store_read.find_study(store["engine"], name)
     assert rec is not None
     return rec
 
@@ -72,15 +73,15 @@ def _study_data(store, name):
     eng = store["engine"]
     rec = _record(store, name)
     n_obj = len(spec_view(rec.spec_json, rec.optuna_directions).objectives)
-    params, dists = queries.params(eng, rec.optuna_id)
-    hv = queries.hypervolume_history(eng, rec.id)
+    params, dists = store_read.params(eng, rec.optuna_id)
+    hv = store_read.hypervolume_history(eng, rec.id)
     return build_study_data(
         rec,
-        queries.trials(eng, rec.optuna_id, n_obj),
+        store_read.trials(eng, rec.optuna_id, n_obj),
         params,
         dists,
         float(hv["value"].iloc[-1]) if len(hv) else None,
-        queries.latest_event_detail(eng, rec.id, "reference_point"),
+        store_read.latest_event_detail(eng, rec.id, "reference_point"),
     )
 
 
@@ -106,26 +107,26 @@ def _optuna_front(url: str, name: str) -> list[int]:
 
 def test_studies_and_state_counts(store):
     eng = store["engine"]
-    recs = queries.studies(eng)
+    recs = store_read.studies(eng)
     assert {r.name for r in recs} == {"alpha", "beta", "empty"}
     by_name = {r.name: r for r in recs}
     assert by_name["alpha"].status == "running" and by_name["empty"].status == "created"
     assert by_name["beta"].optuna_directions == ("maximize", "minimize", "minimize")
-    counts = queries.state_counts(eng).set_index("optuna_id")
+    counts = store_read.state_counts(eng).set_index("optuna_id")
     for name in ("alpha", "beta"):
         row = counts.loc[by_name[name].optuna_id]
         expected = store[name].states
-        assert {s: int(row[s]) for s in queries.STATES if row[s]} == expected
+        assert {s: int(row[s]) for s in store_read.STATES if row[s]} == expected
     assert by_name["empty"].optuna_id not in counts.index
 
 
 def test_overview_pareto_sizes_and_hypervolume(store):
     eng = store["engine"]
-    recs = queries.studies(eng)
-    refs = {r.id: queries.latest_event_detail(eng, r.id, "reference_point") for r in recs}
-    values = queries.complete_values(eng, [r.optuna_id for r in recs if r.optuna_id is not None])
+    recs = store_read.studies(eng)
+    refs = {r.id: store_read.latest_event_detail(eng, r.id, "reference_point") for r in recs}
+    values = store_read.complete_values(eng, [r.optuna_id for r in recs if r.optuna_id is not None])
     table = overview_frame(
-        recs, queries.state_counts(eng), queries.latest_hypervolume(eng), values, refs
+        recs, store_read.state_counts(eng), store_read.latest_hypervolume(eng), values, refs
     ).set_index("study")
     for name in ("alpha", "beta"):
         info = store[name]
@@ -135,7 +136,7 @@ def test_overview_pareto_sizes_and_hypervolume(store):
             == len(_optuna_front(store["url"], name))
         )
         assert table.loc[name, "hv_source"] == "recorded"
-        last = queries.hypervolume_history(eng, info.study_id)["value"].iloc[-1]
+        last = store_read.hypervolume_history(eng, info.study_id)["value"].iloc[-1]
         assert table.loc[name, "hypervolume"] == pytest.approx(last)
         assert table.loc[name, "trials"] == sum(info.states.values())
     assert table.loc["empty", "pareto_size"] == 0 and table.loc["empty", "trials"] == 0
@@ -143,11 +144,11 @@ def test_overview_pareto_sizes_and_hypervolume(store):
 
 def test_overview_computes_hypervolume_when_none_recorded(store):
     eng = store["engine"]
-    recs = [r for r in queries.studies(eng) if r.name == "alpha"]
-    values = queries.complete_values(eng, [recs[0].optuna_id])
+    recs = [r for r in store_read.studies(eng) if r.name == "alpha"]
+    values = store_read.complete_values(eng, [recs[0].optuna_id])
     empty_hv = pd.DataFrame(columns=["study_id", "value", "n_complete", "time"])
     refs = {recs[0].id: {"point": store["alpha"].reference_point}}
-    table = overview_frame(recs, queries.state_counts(eng), empty_hv, values, refs)
+    table = overview_frame(recs, store_read.state_counts(eng), empty_hv, values, refs)
     # the same value, computed from Optuna's trials with search/pareto
     study = optuna.load_study(study_name="alpha", storage=store["url"])
     dirs = ["maximize", "minimize"]
@@ -160,7 +161,7 @@ def test_overview_computes_hypervolume_when_none_recorded(store):
     assert table.loc[0, "hypervolume"] == pytest.approx(hypervolume(pts, ref))
     # and it equals the driver-style value recorded after the last COMPLETE trial
     assert table.loc[0, "hypervolume"] == pytest.approx(
-        queries.hypervolume_history(eng, store["alpha"].study_id)["value"].iloc[-1]
+        store_read.hypervolume_history(eng, store["alpha"].study_id)["value"].iloc[-1]
     )
 
 
@@ -202,7 +203,7 @@ def test_pareto_front_equals_search_pareto(store):
 
 def test_params_decoded_like_optuna(store):
     rec = _record(store, "alpha")
-    params, dists = queries.params(store["engine"], rec.optuna_id)
+    params, dists = store_read.params(store["engine"], rec.optuna_id)
     study = optuna.load_study(study_name="alpha", storage=store["url"])
     for t in study.trials[:10]:
         for k, v in t.params.items():
@@ -214,18 +215,18 @@ def test_params_decoded_like_optuna(store):
 
 def test_learning_curves_fetch_only_the_primary_metric(store):
     info = store["alpha"]
-    df = queries.curves(store["engine"], info.study_id, info.primary_metric)
+    df = store_read.curves(store["engine"], info.study_id, info.primary_metric)
     assert len(df) == info.n_primary_rows
     assert list(df.columns) == ["trial_number", "step", "value"]
     assert df.groupby("trial_number")["step"].apply(lambda s: s.is_monotonic_increasing).all()
     # Optuna's intermediate values hold the same numbers
-    inter = queries.intermediate_curves(store["engine"], _record(store, "alpha").optuna_id)
+    inter = store_read.intermediate_curves(store["engine"], _record(store, "alpha").optuna_id)
     assert np.allclose(inter["value"].to_numpy(), df["value"].to_numpy())
 
 
 def test_last_values_show_where_trials_stopped(store):
     info = store["alpha"]
-    last = queries.last_values(store["engine"], info.study_id, info.primary_metric).set_index(
+    last = store_read.last_values(store["engine"], info.study_id, info.primary_metric).set_index(
         "trial_number"
     )
     d = _study_data(store, "alpha")
@@ -235,7 +236,7 @@ def test_last_values_show_where_trials_stopped(store):
             assert row["last_step"] == info.max_steps
         if states[n] == "PRUNED":
             assert row["last_step"] < info.max_steps
-    stops = queries.events(store["engine"], info.study_id, kinds=["stop"])
+    stops = store_read.events(store["engine"], info.study_id, kinds=["stop"])
     assert len(stops) == info.states.get("PRUNED", 0)
     assert all("rung" in d and "reason" in d for d in stops["detail"])
 
@@ -245,19 +246,19 @@ def test_trial_detail_queries(store):
     rec = _record(store, "alpha")
     d = _study_data(store, "alpha")
     failed = int(d.trials.loc[d.trials["state"] == "FAIL", "number"].iloc[0])
-    attrs = queries.trial_attributes(store["engine"], rec.optuna_id, failed)
+    attrs = store_read.trial_attributes(store["engine"], rec.optuna_id, failed)
     assert "Traceback" in attrs["traceback"]
     assert attrs["plan"]["lora"]["ranks"]
-    metrics = queries.trial_metrics(store["engine"], info.study_id, failed)
+    metrics = store_read.trial_metrics(store["engine"], info.study_id, failed)
     assert {"step", "accuracy", "eval_loss", "trainable_params"} <= set(metrics.columns)
-    events = queries.events(store["engine"], info.study_id, trial_number=failed)
+    events = store_read.events(store["engine"], info.study_id, trial_number=failed)
     assert list(events["kind"]) == ["trial_failed"]
 
 
 def test_placement_of_the_front(store):
     rec = _record(store, "alpha")
     d = _study_data(store, "alpha")
-    plans = queries.user_attr(store["engine"], rec.optuna_id, "plan", list(d.front))
+    plans = store_read.user_attr(store["engine"], rec.optuna_id, "plan", list(d.front))
     assert set(plans) == set(d.front)
     table = analysis.placement_table(list(plans.values()))
     # recount by hand from the LoRA ranks
@@ -393,7 +394,7 @@ def test_charts_name_the_front_trace(store):
     assert set(by_name[charts.FRONT_TRACE].customdata) == set(d.front)
     assert by_name[charts.STEP_TRACE].line.shape == "hv"
     assert fig.layout.xaxis.type == "log"
-    curves = queries.curves(store["engine"], store["beta"].study_id, "accuracy")
+    curves = store_read.curves(store["engine"], store["beta"].study_id, "accuracy")
     cfig = charts.learning_curves_figure(
         curves, {n: "PRUNED" for n in curves["trial_number"]}, [10, 30, 60], "accuracy"
     )
@@ -498,16 +499,16 @@ def test_queries_on_postgres(postgres_url):
     )
     eng = db.readonly_engine(postgres_url)
     try:
-        rec = queries.find_study(eng, "pg")
-        counts = queries.state_counts(eng).set_index("optuna_id").loc[rec.optuna_id]
-        assert {s: int(counts[s]) for s in queries.STATES if counts[s]} == info.states
-        trials = queries.trials(eng, rec.optuna_id, 2).rename(
+        rec = store_read.find_study(eng, "pg")
+        counts = store_read.state_counts(eng).set_index("optuna_id").loc[rec.optuna_id]
+        assert {s: int(counts[s]) for s in store_read.STATES if counts[s]} == info.states
+        trials = store_read.trials(eng, rec.optuna_id, 2).rename(
             columns={"v0": "accuracy", "v1": "tp"}
         )
         assert analysis.pareto_numbers(
             trials, ["accuracy", "tp"], ["maximize", "minimize"]
         ) == list(info.pareto_numbers)
-        assert len(queries.curves(eng, rec.id, "accuracy")) == info.n_primary_rows
+        assert len(store_read.curves(eng, rec.id, "accuracy")) == info.n_primary_rows
         with pytest.raises(Exception, match="read-only"):
             with eng.connect() as conn:
                 conn.execute(text("CREATE TABLE intruder (a INTEGER)"))
@@ -533,7 +534,7 @@ def test_engine_module_creates_nothing(tmp_path):
         conn.execute(text("CREATE TABLE other (a INTEGER)"))
     eng.dispose()
     ro = db.readonly_engine(f"sqlite:///{path}")
-    assert not queries.has_paretune_tables(ro)
+    assert not store_read.has_paretune_tables(ro)
     ro.dispose()
     check = create_engine(f"sqlite:///{path}")
     with check.connect() as conn:
@@ -590,12 +591,12 @@ def test_a_deepened_study_fronts_only_trials_at_the_new_top(tmp_path):
     after = _study_data({"engine": eng}, "deep")
     assert after.spec.max_steps == 2 * old_top and after.spec.rungs[-1] == 2 * old_top
     assert set(after.front) <= set(deepened) and after.front
-    rec = queries.find_study(eng, "deep")
+    rec = store_read.find_study(eng, "deep")
     row = overview_frame(
         [rec],
-        queries.state_counts(eng),
-        queries.latest_hypervolume(eng).iloc[0:0],  # recompute from the trials
-        queries.complete_values(eng, [rec.optuna_id]),
+        store_read.state_counts(eng),
+        store_read.latest_hypervolume(eng).iloc[0:0],  # recompute from the trials
+        store_read.complete_values(eng, [rec.optuna_id]),
         {},
     ).iloc[0]
     assert row["pareto_size"] == len(after.front)

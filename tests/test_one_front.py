@@ -14,11 +14,10 @@ from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState
 from typer.testing import CliRunner
 
-from paretune.dashboard import queries
 from paretune.dashboard.db import readonly_engine
 from paretune.dashboard.overview import overview_frame
 from paretune.dashboard.study_data import build_study_data
-from paretune.search import report
+from paretune.search import report, store_read
 from paretune.search.cli import app
 from paretune.search.hypervolume import HypervolumeRecorder
 from paretune.search.pareto import front_trials, hypervolume, to_min_form
@@ -120,21 +119,21 @@ def test_every_surface_names_the_same_front(study):
         store.engine.dispose()
 
     engine = readonly_engine(url)
-    rec = queries.find_study(engine, "front")
+    rec = store_read.find_study(engine, "front")
     data = build_study_data(
         rec,
-        queries.trials(engine, rec.optuna_id, len(info.objectives)),
-        *queries.params(engine, rec.optuna_id),
+        store_read.trials(engine, rec.optuna_id, len(info.objectives)),
+        *store_read.params(engine, rec.optuna_id),
         None,
-        queries.latest_event_detail(engine, rec.id, "reference_point"),
+        store_read.latest_event_detail(engine, rec.id, "reference_point"),
     )
     assert sorted(data.front) == expected
     table = overview_frame(
         [rec],
-        queries.state_counts(engine),
-        queries.latest_hypervolume(engine),
-        queries.complete_values(engine, [rec.optuna_id]),
-        {rec.id: queries.latest_event_detail(engine, rec.id, "reference_point")},
+        store_read.state_counts(engine),
+        store_read.latest_hypervolume(engine),
+        store_read.complete_values(engine, [rec.optuna_id]),
+        {rec.id: store_read.latest_event_detail(engine, rec.id, "reference_point")},
     )
     assert int(table.loc[0, "pareto_size"]) == len(expected)
     engine.dispose()

@@ -275,12 +275,12 @@ def test_quotes_and_semicolons_round_trip_through_the_store(tmp_path, monkeypatc
         assert store.find_study(EVIL) is None
     finally:
         store.dispose()
-    from paretune.dashboard import queries
+    from paretune.search import store_read
 
     engine = create_engine(url)
     try:
-        assert queries.find_study(engine, EVIL) is None
-        assert [s["name"] if isinstance(s, dict) else s.name for s in queries.studies(engine)] == ["done"]  # fmt: skip
+        assert store_read.find_study(engine, EVIL) is None
+        assert [s["name"] if isinstance(s, dict) else s.name for s in store_read.studies(engine)] == ["done"]  # fmt: skip
     finally:
         engine.dispose()
     engine = create_engine(url)

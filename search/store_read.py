@@ -1,20 +1,22 @@
-"""Read-only SQL over the study store: paretune's tables and Optuna's, aggregated in the database.
+"""The store's read API: every read of a study for display, by the CLI and the dashboard.
 
-Every function takes an engine (see :mod:`paretune.dashboard.db`), runs a handful of set-based
-queries (never one query per trial, never Optuna's ``FrozenTrial`` loading) and returns plain
-pandas frames or dataclasses. Nothing here writes.
+Each function takes an engine (a :class:`~paretune.search.store.StudyStore`'s, or the dashboard's
+read-only one), runs a handful of set-based ``select()`` statements on the table objects, the
+store's own (:mod:`paretune.search.store`) and Optuna's (:mod:`paretune.search.optuna_tables`),
+never one query per trial nor Optuna's ``FrozenTrial`` loading, and returns plain pandas frames or
+dataclasses. Nothing here writes. A store migration changes the table objects, and every reader
+follows or fails in the tests.
 
-Optuna's tables used: ``studies``, ``study_directions``, ``trials``, ``trial_values``,
-``trial_params``, ``trial_user_attributes``, ``trial_system_attributes``,
-``trial_intermediate_values``. Optuna keeps enum columns as their names (``COMPLETE``) and
-datetimes as naive UTC, as paretune does.
+Readers also find here what they need to judge what they read, so the dashboard imports this
+module and :mod:`paretune.spaces` and nothing else of ``paretune.search``: the front rule
+(:mod:`paretune.search.pareto`), the storage URL helpers (:mod:`paretune.search.urls`) and the
+event kinds.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import re
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
@@ -22,8 +24,28 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import bindparam, inspect, text
+from sqlalchemy import func, inspect, literal, select
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.sql import Select
+
+from . import optuna_tables as ot
+from .pareto import (
+    at_full_fidelity,
+    candidate_mask,
+    constraints_hold,
+    hypervolume,
+    min_form_array,
+    pareto_mask,
+)
+from .store import RETRAINED, EventRow, HypervolumeRow, MetricRow, StudyRow
+from .urls import (
+    DEFAULT_STORAGE,
+    ENV_STORAGE,
+    StorageError,
+    mask_text,
+    mask_url,
+    resolve_storage,
+)
 
 STATES = ("COMPLETE", "PRUNED", "FAIL", "RUNNING", "WAITING")
 TABLE_ATTRS = (
@@ -35,6 +57,11 @@ TABLE_ATTRS = (
     "rejected",
     "steps",
 )
+
+_STUDIES = StudyRow.__table__
+_METRICS = MetricRow.__table__
+_EVENTS = EventRow.__table__
+_HYPERVOLUME = HypervolumeRow.__table__
 
 
 @dataclass(frozen=True)
@@ -55,31 +82,30 @@ class StudyRecord:
     optuna_directions: tuple[str, ...]
 
 
-def _rows(conn: Connection, sql: str, **params: Any) -> tuple[list[str], list[tuple[Any, ...]]]:
-    stmt = text(sql)
-    for k, v in params.items():
-        if isinstance(v, list | tuple):
-            stmt = stmt.bindparams(bindparam(k, expanding=True))
-    result = conn.execute(stmt, params)
+def _rows(conn: Connection, stmt: Select) -> tuple[list[str], list[tuple[Any, ...]]]:
+    result = conn.execute(stmt)
     return list(result.keys()), [tuple(r) for r in result.fetchall()]
 
 
-def _raw_rows(conn: Connection, sql: str, **params: Any) -> list[tuple[Any, ...]]:
+def _driver_rows(conn: Connection, stmt: Select) -> list[tuple[Any, ...]]:
     """Plain tuples straight from the driver's cursor, for the big numeric fetches (learning
-    curves): no SQLAlchemy row objects. ``:name`` placeholders, scalars only."""
-    driver = conn.connection.driver_connection
-    if conn.dialect.name == "postgresql":
-        sql = re.sub(r"(?<!:):(\w+)", r"%(\1)s", sql)
-    cur = driver.cursor()
+    curves): the statement compiled for the connection's dialect, no SQLAlchemy row objects.
+    Scalar parameters only."""
+    compiled = stmt.compile(dialect=conn.dialect)
+    params = compiled.construct_params()
+    args: Any = (
+        tuple(params[k] for k in compiled.positiontup or ()) if compiled.positional else params
+    )
+    cur = conn.connection.driver_connection.cursor()
     try:
-        cur.execute(sql, params)
+        cur.execute(str(compiled), args)
         return list(cur.fetchall())
     finally:
         cur.close()
 
 
-def _frame(conn: Connection, sql: str, **params: Any) -> pd.DataFrame:
-    cols, rows = _rows(conn, sql, **params)
+def _frame(conn: Connection, stmt: Select) -> pd.DataFrame:
+    cols, rows = _rows(conn, stmt)
     return pd.DataFrame(rows, columns=cols)
 
 
@@ -115,11 +141,11 @@ def _json(v: Any) -> Any:
 
 
 def has_optuna_tables(engine: Engine) -> bool:
-    return inspect(engine).has_table("trials")
+    return inspect(engine).has_table(ot.trials.name)
 
 
 def has_paretune_tables(engine: Engine) -> bool:
-    return inspect(engine).has_table("paretune_studies")
+    return inspect(engine).has_table(_STUDIES.name)
 
 
 # -- studies -------------------------------------------------------------------------------
@@ -128,14 +154,16 @@ def has_paretune_tables(engine: Engine) -> bool:
 def _directions(conn: Connection, optuna_ids: list[int]) -> dict[int, tuple[str, ...]]:
     if not optuna_ids:
         return {}
+    d = ot.study_directions.c
     _, rows = _rows(
         conn,
-        "SELECT study_id, objective, direction FROM study_directions WHERE study_id IN :ids ORDER BY study_id, objective",
-        ids=optuna_ids,
+        select(d.study_id, d.objective, d.direction)
+        .where(d.study_id.in_(optuna_ids))
+        .order_by(d.study_id, d.objective),
     )
     out: dict[int, list[str]] = {}
-    for sid, _, d in rows:
-        out.setdefault(int(sid), []).append(str(d).lower())
+    for sid, _, direction in rows:
+        out.setdefault(int(sid), []).append(str(direction).lower())
     return {k: tuple(v) for k, v in out.items()}
 
 
@@ -157,56 +185,54 @@ def _record(row: dict[str, Any], directions: dict[int, tuple[str, ...]]) -> Stud
     )
 
 
-_STUDY_COLUMNS = (
-    "s.id, s.name, s.status, s.created_at, s.updated_at, s.n_trials, s.max_steps, s.heartbeat_at, "
-    "s.driver_host, s.spec_json"
-)
+def _studies_select(engine: Engine) -> Select:
+    s = _STUDIES.c
+    columns = (
+        s.id, s.name, s.status, s.created_at, s.updated_at, s.n_trials, s.max_steps,
+        s.heartbeat_at, s.driver_host, s.spec_json,
+    )  # fmt: skip
+    if not has_optuna_tables(engine):
+        return select(*columns, literal(None).label("optuna_id"))
+    o = ot.studies
+    return select(*columns, o.c.study_id.label("optuna_id")).select_from(
+        _STUDIES.outerjoin(o, o.c.study_name == s.name)
+    )
+
+
+def _records(conn: Connection, stmt: Select) -> list[StudyRecord]:
+    cols, rows = _rows(conn, stmt)
+    found = [dict(zip(cols, r, strict=True)) for r in rows]
+    directions = _directions(
+        conn, [int(r["optuna_id"]) for r in found if r["optuna_id"] is not None]
+    )
+    return [_record(r, directions) for r in found]
 
 
 def studies(engine: Engine) -> list[StudyRecord]:
     """Every paretune study, oldest first, joined with its Optuna study."""
-    optuna = has_optuna_tables(engine)
-    join = "LEFT JOIN studies o ON o.study_name = s.name" if optuna else ""
-    oid = "o.study_id AS optuna_id" if optuna else "NULL AS optuna_id"
+    stmt = _studies_select(engine).order_by(_STUDIES.c.created_at, _STUDIES.c.id)
     with engine.connect() as conn:
-        cols, rows = _rows(
-            conn,
-            f"SELECT {_STUDY_COLUMNS}, {oid} FROM paretune_studies s {join} ORDER BY s.created_at, s.id",
-        )
-        records = [dict(zip(cols, r, strict=True)) for r in rows]
-        directions = _directions(
-            conn, [int(r["optuna_id"]) for r in records if r["optuna_id"] is not None]
-        )
-    return [_record(r, directions) for r in records]
+        return _records(conn, stmt)
 
 
 def find_study(engine: Engine, name: str) -> StudyRecord | None:
-    optuna = has_optuna_tables(engine)
-    join = "LEFT JOIN studies o ON o.study_name = s.name" if optuna else ""
-    oid = "o.study_id AS optuna_id" if optuna else "NULL AS optuna_id"
+    stmt = _studies_select(engine).where(_STUDIES.c.name == name)
     with engine.connect() as conn:
-        cols, rows = _rows(
-            conn,
-            f"SELECT {_STUDY_COLUMNS}, {oid} FROM paretune_studies s {join} WHERE s.name = :name",
-            name=name,
-        )
-        if not rows:
-            return None
-        row = dict(zip(cols, rows[0], strict=True))
-        directions = _directions(
-            conn, [int(row["optuna_id"])] if row["optuna_id"] is not None else []
-        )
-    return _record(row, directions)
+        found = _records(conn, stmt)
+    return found[0] if found else None
 
 
 def state_counts(engine: Engine) -> pd.DataFrame:
     """Trials per Optuna study and state: one row per study, one column per state."""
     if not has_optuna_tables(engine):
         return pd.DataFrame(columns=["optuna_id", *STATES])
+    t = ot.trials.c
     with engine.connect() as conn:
         df = _frame(
             conn,
-            "SELECT study_id AS optuna_id, state, COUNT(*) AS n FROM trials GROUP BY study_id, state",
+            select(t.study_id.label("optuna_id"), t.state, func.count().label("n")).group_by(
+                t.study_id, t.state
+            ),
         )
     if df.empty:
         return pd.DataFrame(columns=["optuna_id", *STATES])
@@ -222,36 +248,34 @@ def state_counts(engine: Engine) -> pd.DataFrame:
 
 def latest_hypervolume(engine: Engine) -> pd.DataFrame:
     """The last recorded hypervolume of each study (paretune row id)."""
+    h = _HYPERVOLUME.c
+    last = select(h.study_id, func.max(h.id).label("id")).group_by(h.study_id).subquery()
+    stmt = select(h.study_id, h.value, h.n_complete, h.time).join(last, last.c.id == h.id)
     with engine.connect() as conn:
-        return _frame(
-            conn,
-            "SELECT h.study_id, h.value, h.n_complete, h.time FROM paretune_hypervolume h "
-            "JOIN (SELECT study_id, MAX(id) AS id FROM paretune_hypervolume GROUP BY study_id) m ON m.id = h.id",
-        )
+        return _frame(conn, stmt)
 
 
 def complete_values(engine: Engine, optuna_ids: list[int]) -> pd.DataFrame:
     """Objective values and constraints of every COMPLETE trial of the given Optuna studies.
 
-    One row per trial: optuna_id, number, v0..v{k-1}, constraints.
+    One row per trial: optuna_id, number, v0..v{k-1}, constraints, steps.
     """
     if not optuna_ids or not has_optuna_tables(engine):
         return pd.DataFrame(columns=["optuna_id", "number", "constraints"])
+    t, v, a = ot.trials.c, ot.trial_values.c, ot.trial_user_attributes.c
+    complete = (t.state == "COMPLETE", t.study_id.in_(optuna_ids))
     with engine.connect() as conn:
         vals = _frame(
             conn,
-            "SELECT t.study_id AS optuna_id, t.number, v.objective, v.value, v.value_type "
-            "FROM trials t JOIN trial_values v ON v.trial_id = t.trial_id "
-            "WHERE t.state = 'COMPLETE' AND t.study_id IN :ids",
-            ids=optuna_ids,
+            select(t.study_id.label("optuna_id"), t.number, v.objective, v.value, v.value_type)
+            .join_from(ot.trials, ot.trial_values, v.trial_id == t.trial_id)
+            .where(*complete),
         )
         cons = _frame(
             conn,
-            "SELECT t.study_id AS optuna_id, t.number, a.key, a.value_json FROM trials t "
-            "JOIN trial_user_attributes a ON a.trial_id = t.trial_id "
-            "WHERE t.state = 'COMPLETE' AND a.key IN ('constraints', 'steps') "
-            "AND t.study_id IN :ids",
-            ids=optuna_ids,
+            select(t.study_id.label("optuna_id"), t.number, a.key, a.value_json)
+            .join_from(ot.trials, ot.trial_user_attributes, a.trial_id == t.trial_id)
+            .where(*complete, a.key.in_(("constraints", "steps"))),
         )
     if vals.empty:
         return pd.DataFrame(columns=["optuna_id", "number", "constraints"])
@@ -290,33 +314,39 @@ def trials(engine: Engine, optuna_id: int, n_objectives: int) -> pd.DataFrame:
     The attribute columns (summary, trainable_params, constraints, config_hash, ...) come from the
     user attributes; ``feasible`` is :func:`paretune.search.pareto.constraints_hold`.
     """
-    from paretune.search.pareto import constraints_hold  # noqa: PLC0415
-
+    t, v = ot.trials.c, ot.trial_values.c
+    a, sa = ot.trial_user_attributes.c, ot.trial_system_attributes.c
+    of_study = t.study_id == optuna_id
     with engine.connect() as conn:
         base = _frame(
             conn,
-            "SELECT trial_id, number, state, datetime_start AS start, datetime_complete AS complete "
-            "FROM trials WHERE study_id = :sid ORDER BY number",
-            sid=optuna_id,
+            select(
+                t.trial_id,
+                t.number,
+                t.state,
+                t.datetime_start.label("start"),
+                t.datetime_complete.label("complete"),
+            )
+            .where(of_study)
+            .order_by(t.number),
         )
         vals = _frame(
             conn,
-            "SELECT v.trial_id, v.objective, v.value, v.value_type FROM trial_values v "
-            "JOIN trials t ON t.trial_id = v.trial_id WHERE t.study_id = :sid",
-            sid=optuna_id,
+            select(v.trial_id, v.objective, v.value, v.value_type)
+            .join_from(ot.trial_values, ot.trials, t.trial_id == v.trial_id)
+            .where(of_study),
         )
         attrs = _frame(
             conn,
-            "SELECT a.trial_id, a.key, a.value_json FROM trial_user_attributes a "
-            "JOIN trials t ON t.trial_id = a.trial_id WHERE t.study_id = :sid AND a.key IN :keys",
-            sid=optuna_id,
-            keys=list(TABLE_ATTRS),
+            select(a.trial_id, a.key, a.value_json)
+            .join_from(ot.trial_user_attributes, ot.trials, t.trial_id == a.trial_id)
+            .where(of_study, a.key.in_(TABLE_ATTRS)),
         )
         sys_cons = _frame(
             conn,
-            "SELECT a.trial_id, a.value_json FROM trial_system_attributes a "
-            "JOIN trials t ON t.trial_id = a.trial_id WHERE t.study_id = :sid AND a.key = 'constraints'",
-            sid=optuna_id,
+            select(sa.trial_id, sa.value_json)
+            .join_from(ot.trial_system_attributes, ot.trials, t.trial_id == sa.trial_id)
+            .where(of_study, sa.key == "constraints"),
         )
     columns = [f"v{i}" for i in range(n_objectives)]
     if base.empty:
@@ -390,15 +420,22 @@ def _decode(dist: Any, raw: np.ndarray) -> list[Any]:
 def params(engine: Engine, optuna_id: int) -> tuple[pd.DataFrame, dict[str, str]]:
     """Parameters of every trial, decoded: a frame indexed by trial number, one column per
     parameter, and the (latest) distribution JSON of each parameter."""
-    join = "FROM trial_params p JOIN trials t ON t.trial_id = p.trial_id WHERE t.study_id = :sid"
+    p, t = (
+        ot.trial_params.c,
+        ot.trial_params.join(ot.trials, ot.trials.c.trial_id == ot.trial_params.c.trial_id),
+    )
+    of_study = ot.trials.c.study_id == optuna_id
+    number = ot.trials.c.number
     with engine.connect() as conn:
         _, kinds = _rows(
             conn,
-            f"SELECT p.param_name, p.distribution_json, MAX(p.param_id) AS last {join} GROUP BY p.param_name, p.distribution_json",
-            sid=optuna_id,
+            select(p.param_name, p.distribution_json, func.max(p.param_id).label("last"))
+            .select_from(t)
+            .where(of_study)
+            .group_by(p.param_name, p.distribution_json),
         )
         cols, rows = _rows(
-            conn, f"SELECT t.number, p.param_name, p.param_value {join}", sid=optuna_id
+            conn, select(number, p.param_name, p.param_value).select_from(t).where(of_study)
         )
         varying = sorted(
             {name for name, _, _ in kinds if sum(1 for k in kinds if k[0] == name) > 1}
@@ -407,9 +444,9 @@ def params(engine: Engine, optuna_id: int) -> tuple[pd.DataFrame, dict[str, str]
         if varying:  # a distribution changed during the study (rare): decode row by row
             _, extra = _rows(
                 conn,
-                f"SELECT t.number, p.param_name, p.distribution_json {join} AND p.param_name IN :names",
-                sid=optuna_id,
-                names=varying,
+                select(number, p.param_name, p.distribution_json)
+                .select_from(t)
+                .where(of_study, p.param_name.in_(varying)),
             )
             per_row = {(int(n), str(k)): str(j) for n, k, j in extra}
     if not rows:
@@ -437,24 +474,36 @@ def params(engine: Engine, optuna_id: int) -> tuple[pd.DataFrame, dict[str, str]
     return wide.sort_index(), distributions
 
 
+def _attributes_of(optuna_id: int) -> tuple[Any, Any]:
+    a, t = ot.trial_user_attributes.c, ot.trials.c
+    joined = ot.trial_user_attributes.join(ot.trials, t.trial_id == a.trial_id)
+    return joined, t.study_id == optuna_id
+
+
 def user_attr(
     engine: Engine, optuna_id: int, key: str, numbers: list[int] | None = None
 ) -> dict[int, Any]:
     """One user attribute (e.g. ``plan``) of the given trials (all when None), decoded."""
-    where = "" if numbers is None else " AND t.number IN :numbers"
     if numbers is not None and not numbers:
         return {}
-    extra: dict[str, Any] = {} if numbers is None else {"numbers": [int(n) for n in numbers]}
+    joined, of_study = _attributes_of(optuna_id)
+    a, t = ot.trial_user_attributes.c, ot.trials.c
+    stmt = select(t.number, a.value_json).select_from(joined).where(of_study, a.key == key)
+    if numbers is not None:
+        stmt = stmt.where(t.number.in_([int(n) for n in numbers]))
     with engine.connect() as conn:
-        _, rows = _rows(
-            conn,
-            "SELECT t.number, a.value_json FROM trial_user_attributes a JOIN trials t ON t.trial_id = a.trial_id "
-            f"WHERE t.study_id = :sid AND a.key = :key{where}",
-            sid=optuna_id,
-            key=key,
-            **extra,
-        )
+        _, rows = _rows(conn, stmt)
     return {int(n): _json(v) for n, v in rows}
+
+
+def trial_attributes(engine: Engine, optuna_id: int, number: int) -> dict[str, Any]:
+    """All user attributes of one trial, decoded."""
+    joined, of_study = _attributes_of(optuna_id)
+    a, t = ot.trial_user_attributes.c, ot.trials.c
+    stmt = select(a.key, a.value_json).select_from(joined).where(of_study, t.number == int(number))
+    with engine.connect() as conn:
+        _, rows = _rows(conn, stmt)
+    return {str(k): _json(v) for k, v in rows}
 
 
 # -- metrics, curves, hypervolume, events ------------------------------------------------
@@ -462,13 +511,10 @@ def user_attr(
 
 def curves(engine: Engine, study_id: int, metric: str) -> pd.DataFrame:
     """One metric of every trial at every step: trial_number, step, value (ordered)."""
+    m = _METRICS.c
+    stmt = select(m.trial_number, m.step, m.value).where(m.study_id == study_id, m.name == metric)
     with engine.connect() as conn:
-        rows = _raw_rows(
-            conn,
-            "SELECT trial_number, step, value FROM paretune_metrics WHERE study_id = :sid AND name = :name",
-            sid=study_id,
-            name=metric,
-        )
+        rows = _driver_rows(conn, stmt)
     df = pd.DataFrame.from_records(rows, columns=["trial_number", "step", "value"])
     if df.empty:
         return pd.DataFrame(
@@ -485,37 +531,38 @@ def intermediate_curves(engine: Engine, optuna_id: int) -> pd.DataFrame:
     """The primary metric per trial and step from Optuna's intermediate values: trial_number,
     step, value (ordered). The driver writes them when a trial ends (not for PRUNED trials of a
     multi-objective TPE study), so :func:`curves` is the source; this is the fallback."""
+    i, t = ot.trial_intermediate_values.c, ot.trials.c
+    stmt = (
+        select(t.number, i.step, i.intermediate_value)
+        .join_from(ot.trial_intermediate_values, ot.trials, t.trial_id == i.trial_id)
+        .where(t.study_id == optuna_id)
+    )
     with engine.connect() as conn:
-        rows = _raw_rows(
-            conn,
-            "SELECT t.number, i.step, i.intermediate_value FROM trial_intermediate_values i "
-            "JOIN trials t ON t.trial_id = i.trial_id WHERE t.study_id = :sid",
-            sid=optuna_id,
-        )
+        rows = _driver_rows(conn, stmt)
     df = pd.DataFrame.from_records(rows, columns=["trial_number", "step", "value"])
     df["value"] = pd.to_numeric(df["value"], errors="coerce").astype(float)
     return df.sort_values(["trial_number", "step"], kind="stable").reset_index(drop=True)
 
 
 def hypervolume_history(engine: Engine, study_id: int) -> pd.DataFrame:
+    h = _HYPERVOLUME.c
+    stmt = (
+        select(h.time, h.n_complete, h.compute_steps, h.value)
+        .where(h.study_id == study_id)
+        .order_by(h.id)
+    )
     with engine.connect() as conn:
-        df = _frame(
-            conn,
-            "SELECT time, n_complete, compute_steps, value FROM paretune_hypervolume WHERE study_id = :sid ORDER BY id",
-            sid=study_id,
-        )
+        df = _frame(conn, stmt)
     if not df.empty:
         df["time"] = _times(df["time"])
     return df
 
 
 def latest_hypervolume_of(engine: Engine, study_id: int) -> float | None:
+    h = _HYPERVOLUME.c
+    stmt = select(h.value).where(h.study_id == study_id).order_by(h.id.desc()).limit(1)
     with engine.connect() as conn:
-        _, rows = _rows(
-            conn,
-            "SELECT value FROM paretune_hypervolume WHERE study_id = :sid ORDER BY id DESC LIMIT 1",
-            sid=study_id,
-        )
+        _, rows = _rows(conn, stmt)
     return float(rows[0][0]) if rows else None
 
 
@@ -523,21 +570,14 @@ def events(
     engine: Engine, study_id: int, trial_number: int | None = None, kinds: list[str] | None = None
 ) -> pd.DataFrame:
     """Events of a study (or of one trial), oldest first; ``detail`` decoded."""
-    where = "study_id = :sid"
-    extra: dict[str, Any] = {}
+    e = _EVENTS.c
+    stmt = select(e.time, e.trial_number, e.kind, e.detail).where(e.study_id == study_id)
     if trial_number is not None:
-        where += " AND trial_number = :n"
-        extra["n"] = int(trial_number)
+        stmt = stmt.where(e.trial_number == int(trial_number))
     if kinds:
-        where += " AND kind IN :kinds"
-        extra["kinds"] = list(kinds)
+        stmt = stmt.where(e.kind.in_(list(kinds)))
     with engine.connect() as conn:
-        df = _frame(
-            conn,
-            f"SELECT time, trial_number, kind, detail FROM paretune_events WHERE {where} ORDER BY id",
-            sid=study_id,
-            **extra,
-        )
+        df = _frame(conn, stmt.order_by(e.id))
     if not df.empty:
         df["time"] = _times(df["time"])
         df["detail"] = df["detail"].map(_json)
@@ -545,25 +585,28 @@ def events(
 
 
 def latest_event_detail(engine: Engine, study_id: int, kind: str) -> Any:
+    e = _EVENTS.c
+    stmt = (
+        select(e.detail)
+        .where(e.study_id == study_id, e.kind == kind)
+        .order_by(e.id.desc())
+        .limit(1)
+    )
     with engine.connect() as conn:
-        _, rows = _rows(
-            conn,
-            "SELECT detail FROM paretune_events WHERE study_id = :sid AND kind = :kind ORDER BY id DESC LIMIT 1",
-            sid=study_id,
-            kind=kind,
-        )
+        _, rows = _rows(conn, stmt)
     return _json(rows[0][0]) if rows else None
 
 
 def trial_metrics(engine: Engine, study_id: int, trial_number: int) -> pd.DataFrame:
     """Every metric of one trial: one row per step, one column per metric."""
+    m = _METRICS.c
+    stmt = (
+        select(m.step, m.name, m.value)
+        .where(m.study_id == study_id, m.trial_number == int(trial_number))
+        .order_by(m.step, m.id)
+    )
     with engine.connect() as conn:
-        df = _frame(
-            conn,
-            "SELECT step, name, value FROM paretune_metrics WHERE study_id = :sid AND trial_number = :n ORDER BY step, id",
-            sid=study_id,
-            n=int(trial_number),
-        )
+        df = _frame(conn, stmt)
     if df.empty:
         return pd.DataFrame()
     wide = df.pivot_table(index="step", columns="name", values="value", aggfunc="last")
@@ -571,30 +614,82 @@ def trial_metrics(engine: Engine, study_id: int, trial_number: int) -> pd.DataFr
     return wide.reset_index()
 
 
-def trial_attributes(engine: Engine, optuna_id: int, number: int) -> dict[str, Any]:
-    """All user attributes of one trial, decoded."""
+def last_steps(engine: Engine, study_id: int) -> dict[int, int]:
+    """Each trial's last reported step (from the covering (study, trial, step) index)."""
+    m = _METRICS.c
+    stmt = (
+        select(m.trial_number, func.max(m.step))
+        .where(m.study_id == study_id)
+        .group_by(m.trial_number)
+    )
     with engine.connect() as conn:
-        _, rows = _rows(
-            conn,
-            "SELECT a.key, a.value_json FROM trial_user_attributes a JOIN trials t ON t.trial_id = a.trial_id "
-            "WHERE t.study_id = :sid AND t.number = :n",
-            sid=optuna_id,
-            n=int(number),
-        )
-    return {str(k): _json(v) for k, v in rows}
+        _, rows = _rows(conn, stmt)
+    return {int(n): int(s) for n, s in rows}
 
 
 def last_values(engine: Engine, study_id: int, metric: str) -> pd.DataFrame:
     """Each trial's last reported step and its value of ``metric`` there (how far PRUNED trials
     got). The last step comes from the covering (study, trial, step) index."""
-    with engine.connect() as conn:
-        return _frame(
-            conn,
-            "SELECT l.trial_number, l.step AS last_step, "
-            "(SELECT m.value FROM paretune_metrics m WHERE m.study_id = :sid AND m.trial_number = l.trial_number "
-            "AND m.step = l.step AND m.name = :name ORDER BY m.id DESC LIMIT 1) AS last_value "
-            "FROM (SELECT trial_number, MAX(step) AS step FROM paretune_metrics WHERE study_id = :sid "
-            "GROUP BY trial_number) l",
-            sid=study_id,
-            name=metric,
+    m = _METRICS.c
+    last = (
+        select(m.trial_number, func.max(m.step).label("step"))
+        .where(m.study_id == study_id)
+        .group_by(m.trial_number)
+        .subquery("l")
+    )
+    inner = _METRICS.alias("m")
+    value = (
+        select(inner.c.value)
+        .where(
+            inner.c.study_id == study_id,
+            inner.c.trial_number == last.c.trial_number,
+            inner.c.step == last.c.step,
+            inner.c.name == metric,
         )
+        .order_by(inner.c.id.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
+    stmt = select(last.c.trial_number, last.c.step.label("last_step"), value.label("last_value"))
+    with engine.connect() as conn:
+        return _frame(conn, stmt)
+
+
+__all__ = [
+    "DEFAULT_STORAGE",
+    "ENV_STORAGE",
+    "RETRAINED",
+    "STATES",
+    "TABLE_ATTRS",
+    "StorageError",
+    "StudyRecord",
+    "at_full_fidelity",
+    "candidate_mask",
+    "complete_values",
+    "constraints_hold",
+    "curves",
+    "events",
+    "find_study",
+    "has_optuna_tables",
+    "has_paretune_tables",
+    "hypervolume",
+    "hypervolume_history",
+    "intermediate_curves",
+    "last_steps",
+    "last_values",
+    "latest_event_detail",
+    "latest_hypervolume",
+    "latest_hypervolume_of",
+    "mask_text",
+    "mask_url",
+    "min_form_array",
+    "pareto_mask",
+    "params",
+    "resolve_storage",
+    "state_counts",
+    "studies",
+    "trial_attributes",
+    "trial_metrics",
+    "trials",
+    "user_attr",
+]
