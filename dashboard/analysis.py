@@ -7,20 +7,20 @@ feasibility, full fidelity), the one ``paretune pareto`` and the hypervolume his
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from paretune.search.pareto import (
+from paretune.search.store_read import (
     at_full_fidelity,
     candidate_mask,
     hypervolume,
     min_form_array,
     pareto_mask,
 )
+from paretune.spaces.families import FAMILIES, read_placements
 
 GLOBAL_LAYER = "global"
 
@@ -112,74 +112,12 @@ def front_hypervolume(
 # -- placement of adapters ---------------------------------------------------------------
 
 
-def _number(v: Any) -> float | None:
-    if isinstance(v, bool):
-        return 1.0 if v else 0.0
-    if isinstance(v, int | float) and math.isfinite(v):
-        return float(v)
-    return None
-
-
-def _layer(v: Any) -> int | None:
-    if isinstance(v, bool):
-        return None
-    if isinstance(v, int):
-        return v
-    if isinstance(v, str):
-        s = v[1:] if v[:1] in ("L", "l") else v
-        return int(s) if s.isdigit() else None
-    return None
-
-
-def _from_entries(
-    family: str, key: str, entries: list[Any]
-) -> list[tuple[str, int | str, str, float]]:
-    out: list[tuple[str, int | str, str, float]] = []
-    for e in entries:
-        if isinstance(e, list | tuple) and e:
-            layer = _layer(e[0])
-            if layer is None:
-                continue
-            if len(e) >= 3 and isinstance(e[1], str):
-                size = _number(e[2])
-                target = e[1]
-            elif len(e) == 2 and isinstance(e[1], str):
-                size, target = 1.0, e[1]
-            elif len(e) == 2:
-                size, target = _number(e[1]), family
-            else:
-                size, target = 1.0, family
-            if size:
-                out.append((family, layer, target, size))
-        elif isinstance(e, Mapping):
-            layer = _layer(e.get("layer"))
-            if layer is None:
-                continue
-            target = str(e.get("target") or e.get("module") or family)
-            size = next(
-                (
-                    _number(e[k])
-                    for k in ("rank", "size", "columns", "bottleneck", "value")
-                    if k in e
-                ),
-                1.0,
-            )
-            if size:
-                out.append((family, layer, target, size))
-        elif "layer" in key.lower():
-            layer = _layer(e)
-            if layer is not None:
-                out.append((family, layer, family, 1.0))
-    return out
-
-
 def plan_placements(plan: Any) -> list[tuple[str, int | str, str, float]]:
     """(family, layer or "global", module, size) for every adapter a stored plan places.
 
-    Understands LoRA's ``ranks: [[layer, target, rank], ...]`` and, leniently, the shapes other
-    families use: lists of ``[layer, size]`` / ``[layer, target]`` / ``[layer, target, size]``,
-    layer lists, ``{layer: size}`` and ``{layer: {target: size}}`` maps, and global scalars such
-    as a prefix length. Anything else is skipped.
+    Each family this version knows reads its own part (``Family.placements``, which also takes
+    the older shapes of it); a family it does not know (a plan stored by another version) is
+    read leniently (``paretune.spaces.families.read_placements``). Anything else is skipped.
     """
     if isinstance(plan, str):
         try:
@@ -191,42 +129,9 @@ def plan_placements(plan: Any) -> list[tuple[str, int | str, str, float]]:
     out: list[tuple[str, int | str, str, float]] = []
     for family, part in plan.items():
         family = str(family)
-        if isinstance(part, list):
-            out += _from_entries(family, family, part)
-            continue
-        if not isinstance(part, Mapping):
-            size = _number(part)
-            if size:
-                out.append((family, GLOBAL_LAYER, family, size))
-            continue
-        found: list[tuple[str, int | str, str, float]] = []
-        for key, value in part.items():
-            if isinstance(value, list):
-                found += _from_entries(family, str(key), value)
-            elif isinstance(value, Mapping) and value and all(_layer(k) is not None for k in value):
-                for k, v in value.items():
-                    if isinstance(v, Mapping):
-                        for target, s in v.items():
-                            size = _number(s)
-                            if size:
-                                found.append((family, _layer(k) or 0, str(target), size))
-                    else:
-                        size = _number(v)
-                        if size:
-                            found.append((family, _layer(k) or 0, family, size))
-        if not found:
-            for key in ("length", "prefix_length", "n_tokens", "size", "num_virtual_tokens"):
-                size = _number(part.get(key))
-                if size:
-                    found.append((family, GLOBAL_LAYER, family, size))
-                    break
-        if (
-            not found
-            and part.get("enabled", True)
-            and not any(isinstance(v, list | Mapping) for v in part.values())
-        ):
-            found.append((family, GLOBAL_LAYER, family, 1.0))
-        out += found
+        known = FAMILIES.get(family)
+        found = known.placements(part) if known is not None else read_placements(family, part)
+        out += [(family, layer, module, size) for layer, module, size in found]
     return out
 
 

@@ -77,6 +77,8 @@ PEFT_PLANS = [
     ("tiny-gpt2", "ia3: {mode: all}"),
     ("tiny-llama", "prefix: {length: 4}"),
     ("tiny-bert", "prefix: {length: 4}"),
+    ("tiny-llama", "ln_tuning: {mode: all}"),
+    ("tiny-bert", "ln_tuning: {norms: [output.LayerNorm], mode: all}"),
 ]
 
 
@@ -108,6 +110,10 @@ PARETUNE_PLANS = [
     ),
     ("tiny-gpt2", "serial_adapter: {sizes: [8]}\n  paca: {targets: [qkv, output], columns: [8]}"),
     ("tiny-llama", "lora: {targets: [query], ranks: [4]}\n  ia3: {targets: [value], mode: all}"),
+    (
+        "tiny-gpt2",
+        "ln_tuning: {mode: all}\n  lora: {targets: [qkv], ranks: [4]}\n  serial_adapter: {sizes: [8]}",
+    ),
 ]
 
 

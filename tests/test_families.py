@@ -23,10 +23,10 @@ from paretune.spaces import (
     resolve_model,
     sample_config,
 )
-from paretune.spaces.families import FAMILIES
+from paretune.spaces.families import FAMILIES, clashes
 from paretune.spaces.plan import PeftPlan
-from paretune.trainers.fused import PacaLinear
-from paretune.trainers.injectors import apply_plan, count_requires_grad
+from paretune.trainers.injectors import INJECTORS, apply_plan, count_requires_grad
+from paretune.trainers.injectors.paca import PacaLinear
 from paretune.trainers.loop import train
 from paretune.trainers.models import load_model
 from paretune.trainers.run import build_trial_model
@@ -46,6 +46,7 @@ SECTIONS = {
     },
     "bitfit": {"*": "bitfit: {}"},
     "paca": {"*": "paca: {targets: [query, intermediate], columns: [0, 8, 16]}"},
+    "ln_tuning": {"*": "ln_tuning: {}"},
 }
 GPT2 = {"query": "qkv", "value": "attention_output"}
 MODELS = ("tiny-bert", "tiny-llama", "tiny-gpt2")
@@ -294,11 +295,17 @@ REJECTED = [
         "bitfit: {}\n  paca: {targets: [intermediate]}",
         "bitfit and paca cannot share a target (intermediate)",
     ),
+    (
+        "bitfit: {biases: [query, norms]}\n  ln_tuning: {norms: [output.LayerNorm]}",
+        "bitfit and ln_tuning cannot share a norm (output.LayerNorm)",
+    ),
 ]
 ALLOWED = [
     "lora: {targets: [query]}\n  ia3: {targets: [value, output]}",
     "lora: {targets: [query]}\n  paca: {targets: [query]}",
     "bitfit: {biases: [query, norms]}\n  paca: {targets: [intermediate]}",
+    "bitfit: {biases: [query, value]}\n  ln_tuning: {}",
+    "lora: {targets: [query]}\n  ia3: {}\n  paca: {targets: [query]}\n  ln_tuning: {}",
 ]
 
 
@@ -314,6 +321,19 @@ def test_the_same_families_on_other_targets_pass(space):
     check_against_model(
         parse_spec(f"study: f\nmodel: tiny-bert\nspace:\n  {space}\n"), dims_of("tiny-bert")
     )
+
+
+def test_clashing_families_are_never_drawn_together_under_combine():
+    spec = spec_of(
+        "tiny-bert",
+        "combine: {max_families: 3}\n  bitfit: {mode: all}\n  ln_tuning: {mode: all}\n"
+        "  serial_adapter: {sizes: [8], mode: all}\n  learning_rate: 0.001",
+    )
+    dims = dims_of("tiny-bert")
+    assert clashes(dict(spec.space.enabled_families()), dims)
+    drawn = [set(c.plan.families) for _, c in sampled(spec, dims, 0, 30)]
+    assert {"ln_tuning", "serial_adapter"} in drawn and {"bitfit", "serial_adapter"} in drawn
+    assert not any({"bitfit", "ln_tuning"} <= d for d in drawn)
 
 
 def test_validate_rejects_a_clash_in_one_line(tmp_path):
@@ -335,6 +355,59 @@ def test_presets_pass_validation_on_every_architecture():
         ):
             loaded = parse_spec(f"study: f\nmodel: {model}\nspace:\n  preset: {preset}\n")
             check_against_model(loaded, dims_of(model))
+
+
+# -- the registries --------------------------------------------------------------------------
+
+
+def test_every_family_has_both_halves_and_is_in_the_test_tables():
+    """A family is a spaces-side Family and a trainer-side Injector under one name; the tables
+    of this file and of test_precision.py cover every family."""
+    from test_precision import SECTIONS as PRECISION_SECTIONS  # noqa: PLC0415
+
+    assert list(FAMILIES) == list(INJECTORS)
+    assert all(FAMILIES[n].name == n == INJECTORS[n].family for n in FAMILIES)
+    assert set(SECTIONS) == set(FAMILIES) == set(PRECISION_SECTIONS)
+
+
+def test_kernel_routing_asks_every_family_of_the_plan():
+    """LoRA routes its peft layers to the fused kernel; bitfit in the plan forbids it (the kernel
+    gives the base bias, which bitfit trains, no gradient); ln_tuning does not."""
+    from paretune.trainers.fused import RoutedLoraLinear  # noqa: PLC0415
+    from paretune.trainers.injectors import route_kernels  # noqa: PLC0415
+
+    dims = dims_of("tiny-bert")
+    lora = "lora: {targets: [query, value], ranks: [4]}"
+    for space, routed in (
+        (lora, 8),
+        (f"{lora}\n  ln_tuning: {{mode: all}}", 8),
+        (f"{lora}\n  bitfit: {{mode: all}}", 0),
+    ):
+        config = config_from_params(
+            {}, spec_of("tiny-bert", f"{space}\n  learning_rate: 0.001"), dims
+        )
+        net = apply_plan(load_model(resolve_model("tiny-bert"), 2), config.plan, dims)
+        assert route_kernels(net, config.plan) == routed, space
+        assert sum(isinstance(m, RoutedLoraLinear) for m in net.modules()) == routed
+
+
+@pytest.mark.parametrize("family", list(SECTIONS))
+def test_each_family_reads_its_stored_plans_placements(family):
+    """What the dashboard's placement map shows of a stored plan: the blocks the plan changes
+    (a layer-placed family) or one global entry (the prefix); other shapes are read leniently."""
+    spec = spec_of("tiny-bert", section(family, "tiny-bert"))
+    dims = dims_of("tiny-bert")
+    fam = FAMILIES[family]
+    for _, config in sampled(spec, dims, 3, 4):
+        plan = config.plan.get(family)
+        if plan is None:
+            continue
+        stored = json.loads(json.dumps(fam.plan_to_dict(plan)))
+        found = fam.placements(stored)
+        assert found and all(size > 0 for _, _, size in found)
+        layers = {layer for layer, _, _ in found}
+        assert layers == (fam.layers(plan, dims) if fam.layer_placed else {"global"})
+    assert fam.placements({"layers": {"L2": 3}}) == [(2, family, 3.0)]  # another version's shape
 
 
 # -- exact counts on built models ---------------------------------------------------------------
@@ -424,6 +497,7 @@ TRAINABLE_NAME = {
     "parallel_adapter": (".parallel_adapter.",),
     "bitfit": (".bias",),
     "paca": (".partial",),
+    "ln_tuning": (".ln_tuning_layers.",),
 }
 HEAD = ("modules_to_save", "classifier", "score")
 
@@ -466,6 +540,7 @@ LEARNS = {  # family -> (section, learning rate, steps): a setting that learns w
     "serial_adapter": ("serial_adapter: {sizes: [16]}", 0.005, 90),
     "parallel_adapter": ("parallel_adapter: {sizes: [16], scaling: 4.0}", 0.005, 60),
     "paca": ("paca: {targets: [query, value, output], columns: [16]}", 0.01, 30),
+    "ln_tuning": ("ln_tuning: {mode: all}", 0.01, 60),
 }
 
 
@@ -475,6 +550,15 @@ def test_each_family_learns_and_trains_only_its_own_parameters(family):
     net, before, evals = train_family("tiny-llama", space, steps=steps, lr=lr)
     assert evals[steps]["eval_loss"] < min(0.6, evals[1]["eval_loss"] - 0.1), evals
     assert_only_intended_changed(net, before, family)
+
+
+def test_ln_tuning_trains_only_its_norms_copies():
+    net, before, _ = train_family(
+        "tiny-bert", "ln_tuning: {norms: [output.LayerNorm], mode: all}", steps=3
+    )
+    assert_only_intended_changed(net, before, "ln_tuning")
+    trained = {n for n, p in net.named_parameters() if p.requires_grad and "ln_tuning" in n}
+    assert len(trained) == 4 * 2 and all(".output.LayerNorm." in n for n in trained)
 
 
 def test_bitfit_learns_on_minilm_and_trains_only_biases():

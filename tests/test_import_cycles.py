@@ -94,3 +94,18 @@ def test_no_module_imports_one_that_imports_it_back():
     graph = {name: imported(name, path, set(known)) for name, path in known.items()}
     assert sum(len(v) for v in graph.values()) > 200  # the walker sees the imports
     assert cycles(graph) == []
+
+
+def test_the_dashboard_reads_the_store_through_store_read_only():
+    """The dashboard imports ``paretune.search.store_read`` and ``paretune.spaces``, nothing else
+    of ``paretune.search``: a store migration that the read API follows cannot leave a dashboard
+    query behind, and the dashboard's front is the CLI's."""
+    known = set(modules())
+    allowed = {"paretune.search", "paretune.search.store_read"}
+    leaks = {
+        name: sorted(m for m in imported(name, path, known) if m.startswith("paretune.search"))
+        for name, path in modules().items()
+        if name.startswith("paretune.dashboard")
+    }
+    leaks = {name: found for name, found in leaks.items() if set(found) - allowed}
+    assert leaks == {}

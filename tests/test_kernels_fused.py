@@ -20,12 +20,12 @@ from torch import nn  # noqa: E402
 from transformers import BertConfig, BertForSequenceClassification  # noqa: E402
 
 from paretune.trainers.fused import (  # noqa: E402
-    BottleneckAdapter,
-    PacaLinear,
     RoutedLoraLinear,
     route_through_kernels,
     unroute_kernels,
 )
+from paretune.trainers.injectors.bottleneck import BottleneckAdapter  # noqa: E402
+from paretune.trainers.injectors.paca import PacaLinear  # noqa: E402
 
 
 @pytest.fixture(autouse=True)

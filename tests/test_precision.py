@@ -41,6 +41,7 @@ SECTIONS = {
     "parallel_adapter": "parallel_adapter: {sizes: [16], scaling: 4.0}",
     "bitfit": "bitfit: {mode: all}",
     "paca": "paca: {targets: [query, value, output], columns: [16]}",
+    "ln_tuning": "ln_tuning: {mode: all}",
 }
 
 

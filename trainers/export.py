@@ -3,13 +3,15 @@
 Two formats, chosen by what the plan needs:
 
 - **PEFT** (``adapter_config.json`` + ``adapter_model.safetensors``, written by peft's
-  ``save_pretrained``) when the plan is one peft-backed family (lora/DoRA, ia3 or prefix) plus the
-  classification head: ``PeftModel.from_pretrained(base, DIR)`` loads it, no paretune needed.
+  ``save_pretrained``) when the plan is one peft-backed family (its injector's ``via_peft``:
+  lora/DoRA, ia3, prefix, ...) plus the classification head:
+  ``PeftModel.from_pretrained(base, DIR)`` loads it, no paretune needed.
 - **paretune** otherwise (paretune's own modules, or two peft families at once):
   ``plan.json`` (the trial configuration: plan and hyperparameters), ``base_config.json`` (the
   base model it was trained on), ``adapter.safetensors`` (every trainable tensor, by parameter
-  name, and the column indices of each PaCA layer). ``load_adapted(base, DIR)`` rebuilds the
-  plan on ``base`` and loads the tensors.
+  name, and what a family's injector declares besides, ``Injector.extra_tensors``: the column
+  indices of each PaCA layer). ``load_adapted(base, DIR)`` rebuilds the plan on ``base`` and
+  loads the tensors.
 
 Both also get ``paretune.json``: model, plan summary, trainable parameters, metrics, how to load.
 
@@ -34,8 +36,7 @@ from paretune.spaces import TrialConfig, count_trainable, dims_from_config
 from paretune.spaces.architectures import ModelDims
 from paretune.spaces.errors import ModelError
 
-from .fused import PacaLinear
-from .injectors import INJECTORS, apply_plan
+from .injectors import INJECTORS, apply_plan, extra_tensors
 from .injectors.placement import hf_model
 
 FORMAT = "paretune-adapter"
@@ -80,16 +81,11 @@ def _is_peft_model(model: nn.Module) -> bool:
 
 
 def adapter_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
-    """Every trainable tensor by parameter name, plus the column indices of each PaCA layer."""
-    tensors = {
-        n: p.detach().cpu().contiguous().clone()
-        for n, p in model.named_parameters()
-        if p.requires_grad
-    }
-    for name, module in model.named_modules():
-        if isinstance(module, PacaLinear):
-            tensors[f"{name}.idx"] = module.idx.detach().cpu().contiguous().clone()
-    return tensors
+    """Every trainable tensor by parameter name, plus what the families declare besides
+    (``Injector.extra_tensors``: each PaCA layer's column indices)."""
+    tensors = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    tensors.update(extra_tensors(model))
+    return {n: t.detach().cpu().contiguous().clone() for n, t in tensors.items()}
 
 
 def _base_facts(dims: ModelDims) -> dict[str, Any]:

@@ -1,9 +1,9 @@
-"""Adapter layers that compute through ``paretune.kernels`` (PyTorch reference or Triton ops).
+"""peft's LoRA layers routed through ``paretune.kernels`` (PyTorch reference or Triton ops).
 
-- ``route_through_kernels(model)``: peft LoRA ``Linear`` layers compute with
-  ``paretune.kernels.lora_linear``; parameters, state-dict names and export are unchanged.
-- ``BottleneckAdapter``: ``h + s * up(act(down(h)))`` through ``bottleneck_adapter``.
-- ``PacaLinear``: partial-connection adaptation through ``paca_linear``.
+``route_through_kernels(model)``: peft LoRA ``Linear`` layers compute with
+``paretune.kernels.lora_linear``; parameters, state-dict names and export are unchanged. The
+LoRA injector asks for it (``Injector.route_kernels``); paretune's own modules (the bottleneck
+adapters, ``PacaLinear``) call the kernels themselves, in their families' injector modules.
 
 The backend is chosen per call by ``PARETUNE_KERNELS`` (see ``paretune.kernels``).
 """
@@ -16,15 +16,9 @@ import torch
 from peft.tuners.lora.layer import Linear as PeftLoraLinear
 from torch import nn
 
-from paretune.kernels import bottleneck_adapter, lora_linear, paca_linear
+from paretune.kernels import lora_linear
 
-__all__ = [
-    "BottleneckAdapter",
-    "PacaLinear",
-    "RoutedLoraLinear",
-    "route_through_kernels",
-    "unroute_kernels",
-]
+__all__ = ["RoutedLoraLinear", "route_through_kernels", "unroute_kernels"]
 
 
 def _routable(layer: nn.Module) -> bool:
@@ -118,89 +112,3 @@ def unroute_kernels(model: nn.Module) -> int:
             module.__class__ = PeftLoraLinear
             restored += 1
     return restored
-
-
-class BottleneckAdapter(nn.Module):
-    """``h + scaling * up(act(down(h)))``; ``up`` starts at zero: the adapter starts as identity."""
-
-    def __init__(
-        self, hidden: int, bottleneck: int, activation: str = "relu", scaling: float = 1.0
-    ) -> None:
-        super().__init__()
-        if activation not in ("relu", "gelu"):
-            raise ValueError(f"activation must be 'relu' or 'gelu', got {activation!r}")
-        self.activation = activation
-        self.scaling = float(scaling)
-        self.down = nn.Linear(hidden, bottleneck)
-        self.up = nn.Linear(bottleneck, hidden)
-        nn.init.zeros_(self.up.weight)
-        nn.init.zeros_(self.up.bias)
-
-    def forward(self, h: torch.Tensor) -> torch.Tensor:
-        return bottleneck_adapter(
-            h,
-            self.down.weight,
-            self.down.bias,
-            self.up.weight,
-            self.up.bias,
-            activation=self.activation,
-            scaling=self.scaling,
-        )
-
-    def extra_repr(self) -> str:
-        return f"activation={self.activation!r}, scaling={self.scaling}"
-
-
-class PacaLinear(nn.Module):
-    """Partial-connection adaptation of a linear layer: only the columns ``idx`` are trained.
-
-    ``weight`` (and ``bias``) stay frozen; ``partial`` ([out, k], initialised to the chosen
-    columns) is the trainable parameter; ``idx`` is a persistent buffer so the choice is saved.
-    """
-
-    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None, idx: torch.Tensor) -> None:
-        super().__init__()
-        if idx.dim() != 1 or idx.numel() == 0 or idx.unique().numel() != idx.numel():
-            raise ValueError("idx must be a non-empty 1-D tensor of distinct column indices")
-        self.weight = weight if isinstance(weight, nn.Parameter) else nn.Parameter(weight)
-        self.weight.requires_grad_(False)
-        if bias is not None:
-            self.bias = bias if isinstance(bias, nn.Parameter) else nn.Parameter(bias)
-            self.bias.requires_grad_(False)
-        else:
-            self.register_parameter("bias", None)
-        idx = idx.to(device=weight.device, dtype=torch.long)
-        self.register_buffer("idx", idx)
-        self.partial = nn.Parameter(weight.detach()[:, idx].clone())
-
-    @classmethod
-    def from_linear(
-        cls, linear: nn.Linear, k: int, generator: torch.Generator | None = None
-    ) -> PacaLinear:
-        """Wrap ``linear`` (its weight is kept, not copied) training ``k`` random input columns."""
-        n_in = linear.in_features
-        if not 0 < k <= n_in:
-            raise ValueError(f"k must be in [1, {n_in}], got {k}")
-        device = generator.device if generator is not None else torch.device("cpu")
-        idx = torch.randperm(n_in, generator=generator, device=device)[:k].sort().values
-        return cls(linear.weight, linear.bias, idx)
-
-    @property
-    def in_features(self) -> int:
-        return self.weight.shape[1]
-
-    @property
-    def out_features(self) -> int:
-        return self.weight.shape[0]
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return paca_linear(x, self.weight, self.bias, self.idx, self.partial)
-
-    @torch.no_grad()
-    def merged_weight(self) -> torch.Tensor:
-        """The full weight with the trained columns written in (a new tensor)."""
-        return self.weight.index_copy(1, self.idx, self.partial.to(self.weight.dtype))
-
-    def extra_repr(self) -> str:
-        k = self.idx.numel()
-        return f"in_features={self.in_features}, out_features={self.out_features}, k={k}"

@@ -24,7 +24,7 @@ from paretune.spaces.space import lowest_adapted_layer
 
 from .data import TokenizedSplits, prepare_data
 from .first_token import FirstTokenRunner, supports_first_token
-from .injectors import apply_plan, count_requires_grad
+from .injectors import apply_plan, count_requires_grad, route_kernels
 from .loop import Reporter, evaluate, train
 from .models import load_model, load_tokenizer, tokenizer_key
 from .precision import precision_name, resolve_precision
@@ -97,12 +97,8 @@ def train_trial(
     model, dims, data, pad_id = build_trial_model(spec, config)
     device = device_for(spec)
     precision = resolve_precision(spec.training.precision, device)
-    if (
-        device.type == "cuda" and "bitfit" not in config.plan.families
-    ):  # fused Triton LoRA; adapters and PaCA dispatch by tensor device
-        from .fused import route_through_kernels  # noqa: PLC0415
-
-        route_through_kernels(model)
+    if device.type == "cuda":  # each family routes what needs it (paretune's modules need not)
+        route_kernels(model, config.plan)
     trainable = count_requires_grad(model)
     expected = count_trainable(config.plan, dims)
     if trainable != expected:  # the analytic count is a promise to the user: flag any drift

@@ -4,23 +4,21 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..dims import values_of
-from .base import Family, layer_ranges
+from .base import Family, Refusal, layer_ranges
 from .bitfit import FAMILY as BITFIT
 from .ia3 import FAMILY as IA3
+from .ln_tuning import FAMILY as LN_TUNING
 from .lora import FAMILY as LORA
 from .paca import FAMILY as PACA
 from .parallel_adapter import FAMILY as PARALLEL_ADAPTER
 from .prefix import FAMILY as PREFIX
 from .serial_adapter import FAMILY as SERIAL_ADAPTER
+from .stored import GLOBAL, Placement, read_placements
 
 FAMILIES: dict[str, Family] = {
-    f.name: f for f in (LORA, IA3, PREFIX, SERIAL_ADAPTER, PARALLEL_ADAPTER, BITFIT, PACA)
+    f.name: f
+    for f in (LORA, IA3, PREFIX, SERIAL_ADAPTER, PARALLEL_ADAPTER, BITFIT, PACA, LN_TUNING)
 }
-
-
-def _shared(a: list[str], b: list[str]) -> list[str]:
-    return [t for t in a if t in b]
 
 
 def incompatible(spec: Any, dims: Any) -> list[str]:
@@ -36,35 +34,45 @@ def incompatible(spec: Any, dims: Any) -> list[str]:
 def clashes(on: dict[str, Any], dims: Any) -> list[str]:
     """Why the family sections ``on`` (name -> section) cannot train together; [] when they can.
 
-    Families may share a module unless one of them would defeat the other there; every
-    combination not listed here trains together (see docs/families.md).
+    Families may share a module unless one of them refuses what the other does there
+    (:meth:`Family.refusals` against :meth:`Family.uses`); every other combination trains
+    together (see docs/families.md). Pairs and messages follow the registry's order.
     """
-    lora, ia3, paca, bitfit = (on.get(n) for n in ("lora", "ia3", "paca", "bitfit"))
+    names = [n for n in FAMILIES if n in on]
     problems: list[str] = []
-    if lora is not None and ia3 is not None:
-        both = _shared(lora.all_targets, ia3.resolve_targets(dims))
-        if both:
-            problems.append(
-                f"lora and ia3 cannot share a target ({', '.join(both)}): both are peft tuners, and paretune "
-                "stacks peft tuners on different modules only (peft's layers are not made to wrap each other, "
-                "and the fused LoRA kernel would skip the IA3 scaling); give them disjoint targets"
-            )
-    if lora is not None and paca is not None and True in values_of(lora.dora):
-        both = _shared(lora.all_targets, paca.targets)
-        if both:
-            problems.append(
-                f"lora with dora and paca cannot share a target ({', '.join(both)}): DoRA normalises the frozen "
-                "base weight, which PaCA changes column by column; turn dora off or give them disjoint targets"
-            )
-    if bitfit is not None and paca is not None:
-        both = _shared(bitfit.resolve_biases(dims), paca.targets)
-        if both:
-            problems.append(
-                f"bitfit and paca cannot share a target ({', '.join(both)}): a PaCA layer "
-                "(paretune.trainers.fused.PacaLinear) keeps its bias frozen, so bitfit could not train it; "
-                "remove those from bitfit.biases or from paca.targets"
-            )
+    for i, a in enumerate(names):
+        for b in names[i + 1 :]:
+            problems += _pair(a, b, on, dims)
     return problems
 
 
-__all__ = ["FAMILIES", "Family", "clashes", "incompatible", "layer_ranges"]
+def _pair(a: str, b: str, on: dict[str, Any], dims: Any) -> list[str]:
+    """The clashes of families ``a`` and ``b`` (``a`` first in the registry), once per use."""
+    out: list[str] = []
+    seen: set[str] = set()
+    for refuser, other in ((a, b), (b, a)):
+        used = FAMILIES[other].uses(on[other], dims)
+        for r in FAMILIES[refuser].refusals(on[refuser], dims):
+            theirs = used.get(r.use, [])
+            first, second = (r.modules, theirs) if refuser == a else (theirs, r.modules)
+            both = [m for m in first if m in second]
+            if not both or r.use in seen:
+                continue
+            seen.add(r.use)
+            label = r.label or refuser
+            names = f"{label} and {other}" if refuser == a else f"{other} and {label}"
+            out.append(f"{names} cannot share a {r.noun} ({', '.join(both)}): {r.reason}")
+    return out
+
+
+__all__ = [
+    "FAMILIES",
+    "GLOBAL",
+    "Family",
+    "Placement",
+    "Refusal",
+    "clashes",
+    "incompatible",
+    "layer_ranges",
+    "read_placements",
+]

@@ -3,18 +3,43 @@
 A family is three things, as in Hugging Face PEFT's tuners: a spec section (a pydantic model, the
 dimensions a user may search), a plan (a frozen dataclass, one sampled configuration) and the
 analytic parameter count of a plan. Its injection into a model lives in ``paretune.trainers``.
+
+What other code needs to know of a family it asks the family: which modules it uses and how
+(:meth:`Family.uses`, :meth:`Family.refusals`: the clashes of ``families.clashes``), and where a
+stored plan of it sits (:meth:`Family.placements`: the dashboard's placement map).
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from typing import Any, ClassVar
 
 from ..architectures import ModelDims
 from ..dims import Strict
+from .stored import Placement, read_placements
 
 Problem = tuple[tuple[Any, ...], str]  # (location under the family's section, message)
+
+# How a family uses a module it sits on, as far as another family there could be hurt by it.
+# Modules are named as the sections name them: target names (``query``) and norm paths.
+PEFT_LAYER = "peft layer"  # a peft tuner layer wraps the module
+BASE_WEIGHT = "base weight"  # the module's frozen weight itself is changed
+BIAS = "bias"  # the module's own bias trains
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A use of its ``modules`` by another family that this family cannot stand, and why.
+
+    ``families.clashes`` words it as ``"<a> and <b> cannot share a <noun> (<shared>): <reason>"``,
+    naming this family ``label`` (its name by default, e.g. ``lora with dora``)."""
+
+    use: str
+    modules: tuple[str, ...]
+    reason: str
+    label: str | None = None
+    noun: str = "target"
 
 
 class Family(ABC):
@@ -53,6 +78,32 @@ class Family(ABC):
         """Blocks whose computation the plan changes. The default, every block, is always safe;
         a family that knows better lets the trainer run the blocks below its lowest one frozen."""
         return set(range(dims.n_layers))
+
+    def uses(self, space: Any, dims: ModelDims) -> dict[str, list[str]]:
+        """How the section may use which modules (a use above -> module names), for the clashes
+        with other families; {} for a family no other can be hurt by."""
+        return {}
+
+    def refusals(self, space: Any, dims: ModelDims) -> list[Refusal]:
+        """Uses by another family of this section's modules that this family cannot train with."""
+        return []
+
+    def placements(self, data: Any) -> list[Placement]:
+        """(layer or "global", module, size) of every module a stored plan places (size > 0).
+
+        ``data`` is a plan as :meth:`plan_to_dict` writes it; a plan another paretune version
+        stored in another shape is read leniently (:func:`~.stored.read_placements`)."""
+        try:
+            plan = self.plan_from_dict(data)
+        except (KeyError, IndexError, TypeError, ValueError, AttributeError):
+            return read_placements(self.name, data)
+        return [(layer, module, float(size)) for layer, module, size in self.placed(plan) if size]
+
+    def placed(self, plan: Any) -> list[Placement]:
+        """(layer or "global", module, size) of every module ``plan`` places; the family's name
+        as the module where it places one thing per layer. The default reads
+        :meth:`plan_to_dict` leniently."""
+        return read_placements(self.name, self.plan_to_dict(plan))
 
     def plan_to_dict(self, plan: Any) -> dict[str, Any]:
         return asdict(plan)

@@ -28,8 +28,9 @@ from pydantic import field_validator, model_validator
 
 from ..architectures import ModelDims
 from ..dims import Strict, suggest, unique_list
-from .base import Family, Problem, layer_ranges
+from .base import BIAS, Family, Problem, layer_ranges
 from .placement import MASK_CHOICES, Mask, SwitchMode, check_mode_mask, mask_dimensions, sample_mask
+from .stored import Placement
 
 NORMS = "norms"
 
@@ -137,6 +138,15 @@ class BitfitFamily(Family):
 
     def layers(self, plan: BitfitPlan, dims: ModelDims) -> set[int]:
         return set(plan.layers)
+
+    def uses(self, space: BitfitSpace, dims: ModelDims) -> dict[str, list[str]]:
+        """The projections whose bias trains, and the block's norms (by path) under ``norms``."""
+        biases = space.resolve_biases(dims)
+        norms = list(dims.norms_per_block) if NORMS in biases else []
+        return {BIAS: [b for b in biases if b != NORMS] + norms}
+
+    def placed(self, plan: BitfitPlan) -> list[Placement]:
+        return [(layer, self.name, 1.0) for layer in plan.layers]
 
     def plan_to_dict(self, plan: BitfitPlan) -> dict[str, Any]:
         return {"layers": list(plan.layers), "biases": list(plan.biases)}

@@ -32,6 +32,7 @@ from .placement import (
     resolve_sizes,
     sample_mask,
 )
+from .stored import Placement
 
 
 class BottleneckSpace(Strict):
@@ -133,6 +134,9 @@ class BottleneckFamily(Family):
 
     def layers(self, plan: BottleneckPlan, dims: ModelDims) -> set[int]:
         return {layer for layer, _ in plan.sizes}
+
+    def placed(self, plan: BottleneckPlan) -> list[Placement]:
+        return [(layer, self.name, float(size)) for layer, size in plan.sizes]
 
     def plan_to_dict(self, plan: BottleneckPlan) -> dict[str, Any]:
         return {

@@ -25,7 +25,7 @@ from pydantic import field_validator, model_validator
 
 from ..architectures import ModelDims
 from ..dims import Strict, suggest, unique_list
-from .base import Family, Problem, layer_ranges
+from .base import PEFT_LAYER, Family, Problem, Refusal, layer_ranges
 from .placement import (
     MASK_CHOICES,
     Mask,
@@ -35,6 +35,7 @@ from .placement import (
     sample_mask,
     unknown_targets,
 )
+from .stored import Placement
 
 
 def default_targets(dims: ModelDims) -> list[str]:
@@ -134,6 +135,22 @@ class Ia3Family(Family):
 
     def layers(self, plan: Ia3Plan, dims: ModelDims) -> set[int]:
         return {layer for layer, _ in plan.modules}
+
+    def uses(self, space: Ia3Space, dims: ModelDims) -> dict[str, list[str]]:
+        return {PEFT_LAYER: space.resolve_targets(dims)}
+
+    def refusals(self, space: Ia3Space, dims: ModelDims) -> list[Refusal]:
+        return [
+            Refusal(
+                PEFT_LAYER,
+                tuple(space.resolve_targets(dims)),
+                "both are peft tuners, and paretune stacks peft tuners on different modules only "
+                "(peft's layers are not made to wrap each other); give them disjoint targets",
+            )
+        ]
+
+    def placed(self, plan: Ia3Plan) -> list[Placement]:
+        return [(layer, t, 1.0) for layer, t in plan.modules]
 
     def plan_to_dict(self, plan: Ia3Plan) -> dict[str, Any]:
         return {"modules": [list(x) for x in plan.modules]}

@@ -22,7 +22,8 @@ from pydantic import Field, field_validator, model_validator
 
 from ..architectures import ModelDims
 from ..dims import BoolDim, FloatDim, Strict, n_choices, suggest, unique_list, values_of
-from .base import Family, Problem, layer_ranges
+from .base import BASE_WEIGHT, PEFT_LAYER, Family, Problem, Refusal, layer_ranges
+from .stored import Placement
 
 TARGETS_PARAM = "lora.targets"
 
@@ -205,6 +206,35 @@ class LoraFamily(Family):
 
     def layers(self, plan: LoraPlan, dims: ModelDims) -> set[int]:
         return {layer for layer, _, _ in plan.ranks}
+
+    def uses(self, space: LoraSpace, dims: ModelDims) -> dict[str, list[str]]:
+        return {PEFT_LAYER: space.all_targets}
+
+    def refusals(self, space: LoraSpace, dims: ModelDims) -> list[Refusal]:
+        targets = tuple(space.all_targets)
+        out = [
+            Refusal(
+                PEFT_LAYER,
+                targets,
+                "both are peft tuners, and paretune stacks peft tuners on different modules only "
+                "(peft's layers are not made to wrap each other, and the fused LoRA kernel would "
+                "skip the IA3 scaling); give them disjoint targets",
+            )
+        ]
+        if True in values_of(space.dora):
+            out.append(
+                Refusal(
+                    BASE_WEIGHT,
+                    targets,
+                    "DoRA normalises the frozen base weight, which PaCA changes column by column; "
+                    "turn dora off or give them disjoint targets",
+                    label="lora with dora",
+                )
+            )
+        return out
+
+    def placed(self, plan: LoraPlan) -> list[Placement]:
+        return [(layer, t, float(r)) for layer, t, r in plan.ranks]
 
     def module_params(self, dims: ModelDims, target: str, rank: int, dora: bool) -> int:
         shape = dims.targets[target]

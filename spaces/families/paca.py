@@ -2,7 +2,8 @@
 
 For each adapted module, ``k`` of its input columns, drawn at random with the trial's seed, are
 trained in place of the frozen weight's columns: the forward pass is the module's own matrix
-product with those columns replaced (``paretune.trainers.fused.PacaLinear``), no extra layer.
+product with those columns replaced (``paretune.trainers.injectors.paca.PacaLinear``), no extra
+layer.
 
 Spec section (``space.paca``)::
 
@@ -22,7 +23,7 @@ from pydantic import Field, field_validator, model_validator
 
 from ..architectures import ModelDims
 from ..dims import Strict, suggest, unique_list
-from .base import Family, Problem, layer_ranges
+from .base import BASE_WEIGHT, BIAS, Family, Problem, Refusal, layer_ranges
 from .placement import (
     Mask,
     Mode,
@@ -32,6 +33,7 @@ from .placement import (
     sample_mask,
     unknown_targets,
 )
+from .stored import Placement
 
 
 class PacaSpace(Strict):
@@ -133,6 +135,22 @@ class PacaFamily(Family):
 
     def layers(self, plan: PacaPlan, dims: ModelDims) -> set[int]:
         return {layer for layer, _, _ in plan.columns}
+
+    def uses(self, space: PacaSpace, dims: ModelDims) -> dict[str, list[str]]:
+        return {BASE_WEIGHT: list(space.targets)}
+
+    def refusals(self, space: PacaSpace, dims: ModelDims) -> list[Refusal]:
+        return [
+            Refusal(
+                BIAS,
+                tuple(space.targets),
+                "a PaCA layer (paretune.trainers.injectors.paca.PacaLinear) keeps its bias frozen, "
+                "so bitfit could not train it; remove those from bitfit.biases or from paca.targets",
+            )
+        ]
+
+    def placed(self, plan: PacaPlan) -> list[Placement]:
+        return [(layer, t, float(k)) for layer, t, k in plan.columns]
 
     def plan_to_dict(self, plan: PacaPlan) -> dict[str, Any]:
         return {"columns": [list(x) for x in plan.columns]}

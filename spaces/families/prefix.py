@@ -24,6 +24,7 @@ from ..architectures import ModelDims
 from ..dims import IntDim, Strict, n_choices, suggest, values_of
 from .base import Family
 from .placement import check_size_list
+from .stored import GLOBAL, Placement
 
 MAX_LENGTH = 512
 
@@ -81,6 +82,9 @@ class PrefixFamily(Family):
 
     def plan_from_dict(self, data: dict[str, Any]) -> PrefixPlan:
         return PrefixPlan(length=int(data["length"]))
+
+    def placed(self, plan: PrefixPlan) -> list[Placement]:
+        return [(GLOBAL, self.name, float(plan.length))]
 
     def summary(self, plan: PrefixPlan) -> str:
         return f"prefix {plan.length} tokens"

@@ -11,6 +11,7 @@ from paretune.spaces.plan import PeftPlan
 from .base import Injector
 from .bitfit import INJECTOR as BITFIT
 from .ia3 import INJECTOR as IA3
+from .ln_tuning import INJECTOR as LN_TUNING
 from .lora import INJECTOR as LORA
 from .paca import INJECTOR as PACA
 from .parallel_adapter import INJECTOR as PARALLEL_ADAPTER
@@ -18,7 +19,8 @@ from .prefix import INJECTOR as PREFIX
 from .serial_adapter import INJECTOR as SERIAL_ADAPTER
 
 INJECTORS: dict[str, Injector] = {
-    i.family: i for i in (LORA, IA3, PREFIX, SERIAL_ADAPTER, PARALLEL_ADAPTER, BITFIT, PACA)
+    i.family: i
+    for i in (LORA, IA3, PREFIX, SERIAL_ADAPTER, PARALLEL_ADAPTER, BITFIT, PACA, LN_TUNING)
 }
 
 
@@ -52,8 +54,33 @@ def apply_plan(model: nn.Module, plan: PeftPlan, dims: ModelDims, *, seed: int =
     return model
 
 
+def route_kernels(model: nn.Module, plan: PeftPlan) -> int:
+    """Route the plan's layers through the fused kernels (on CUDA), unless a family of the plan
+    trains something a kernel would skip (``Injector.allows_kernel_routing``); returns how many
+    layers were routed."""
+    injectors = [INJECTORS[name] for name in plan.families]
+    if not all(i.allows_kernel_routing for i in injectors):
+        return 0
+    return sum(i.route_kernels(model) for i in injectors)
+
+
+def extra_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
+    """What every family declares an export must keep besides the trainable parameters."""
+    out: dict[str, torch.Tensor] = {}
+    for injector in INJECTORS.values():
+        out.update(injector.extra_tensors(model))
+    return out
+
+
 def count_requires_grad(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
-__all__ = ["INJECTORS", "Injector", "apply_plan", "count_requires_grad"]
+__all__ = [
+    "INJECTORS",
+    "Injector",
+    "apply_plan",
+    "count_requires_grad",
+    "extra_tensors",
+    "route_kernels",
+]

@@ -24,6 +24,9 @@ def bias_modules(root: nn.Module, dims: ModelDims, layer: int, bias: str) -> lis
 
 class BitfitInjector(Injector):
     family: ClassVar[str] = "bitfit"
+    # the fused LoRA kernel (paretune.kernels.lora_linear) gives the base layer's bias no
+    # gradient, so a projection bias bitfit unfreezes under a LoRA layer would not train
+    allows_kernel_routing: ClassVar[bool] = False
 
     def apply(self, model: nn.Module, plan: BitfitPlan, dims: ModelDims, *, seed: int) -> nn.Module:
         root = hf_model(model)

@@ -43,5 +43,11 @@ class LoraInjector(Injector):
 
         return get_peft_model(model, lora_config(plan, dims, list(dims.head)))
 
+    def route_kernels(self, model: nn.Module) -> int:
+        """peft's LoRA ``Linear`` layers compute through ``paretune.kernels.lora_linear``."""
+        from paretune.trainers.fused import route_through_kernels  # noqa: PLC0415 - imports peft
+
+        return route_through_kernels(model)
+
 
 INJECTOR = LoraInjector()

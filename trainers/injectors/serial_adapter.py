@@ -16,9 +16,9 @@ from torch import nn
 
 from paretune.spaces.architectures import ModelDims
 from paretune.spaces.families.serial_adapter import SerialAdapterPlan
-from paretune.trainers.fused import BottleneckAdapter
 
 from .base import Injector
+from .bottleneck import BottleneckAdapter
 from .placement import hf_model
 
 ATTRIBUTE = "serial_adapter"
