@@ -38,7 +38,7 @@ from .store import StudyInfo, StudyStore
 from .trainable import CHECKPOINT_FILE, RESUME_KEY
 
 if TYPE_CHECKING:
-    from .searcher import StudyContext
+    from .context import StudyContext
 
 log = logging.getLogger(__name__)
 

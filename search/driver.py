@@ -41,20 +41,17 @@ from typing import Any
 from paretune.spaces import StudySpec
 from paretune.spaces.errors import UserError
 
+from .context import StudyContext
 from .deepening import continue_front
 from .fidelity import History
 from .progress import ProgressState
+from .ray_searcher import make_error_callback, make_ray_searcher
 from .recovery import make_retry_callback
-from .searcher import (
-    SearchCore,
-    StudyContext,
-    make_error_callback,
-    make_ray_searcher,
-    recover_orphans,
-    rung_history,
-)
+from .requeue import recover_orphans
+from .searcher import SearchCore
 from .store import StudyStore, utcnow
 from .trainable import TRIAL_KEY, TrialFn, make_trainable
+from .trial_results import rung_history
 
 log = logging.getLogger(__name__)
 

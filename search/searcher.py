@@ -1,7 +1,8 @@
 """paretune's searcher: Optuna proposes, the store records, and every trial ends in the right state.
 
 :class:`SearchCore` holds the logic and needs no Ray, so tests drive it by calling its methods;
-:class:`ParetuneSearcher` is the thin ``ray.tune.search.Searcher`` that maps Ray trial ids onto it.
+the thin ``ray.tune.search.Searcher`` that maps Ray trial ids onto it is in
+:mod:`paretune.search.ray_searcher`.
 
 Trial life cycle (Optuna states):
 
@@ -20,13 +21,9 @@ Trial life cycle (Optuna states):
   event ``trial_failed`` keep the traceback); FAIL with ``interrupted`` when the driver stops under
   it, then queued again with the same parameters while its configuration has retries left.
 
-Budget (``search.n_trials``): every trial the study ever had counts, whatever its state, except
-
-- rejected plans (never trained), and
-- interrupted trials that were queued again: their retry takes their place in the budget.
-
-So when a study ends, COMPLETE + PRUNED + FAIL (failed, or interrupted with no retry left) equals
-``n_trials``. A configuration (by config hash) is retried at most ``search.max_retries`` times.
+The budget's rules are in :mod:`paretune.search.budget`; ending the trials a dead driver left
+and queueing retries in :mod:`paretune.search.requeue`; the Ray Tune ``Searcher`` and callback
+in :mod:`paretune.search.ray_searcher`.
 """
 
 from __future__ import annotations
@@ -34,180 +31,50 @@ from __future__ import annotations
 import functools
 import logging
 import math
-import re
 import socket
 import threading
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from paretune.spaces import (
-    ModelDims,
-    StudySpec,
     count_trainable,
     describe_space,
     sample_config,
     startup_params,
 )
-from paretune.spaces.catalogue import METRIC_NAMES
 
 from .ask_lock import ask_lock
-from .deepening import resume_attrs, resume_config
+from .budget import Budget, count_budget, trailing_rejections
+from .context import StudyContext
+from .deepening import resume_config
 from .fidelity import N_STARTUP_TRIALS, FidelityAwareAsker, History, record_violations
 from .hypervolume import HypervolumeRecorder
 from .pareto import front_trials
 from .progress import ProgressState
+from .requeue import mark_interrupted, pruned_curves_allowed, requeue_interrupted, write_curve
 from .shared_results import SharedResults
-from .store import StudyInfo, StudyStore
 from .trainable import (
     ERROR_KEY,
-    KEYS_KEY,
     NODE_KEY,
     STEP_KEY,
     TIMEOUT_KEY,
     TRIAL_DIR_KEY,
     TRIAL_KEY,
 )
+from .trial_results import (
+    constraint_violations,
+    failure_reason,
+    is_number,
+    reported_keys,
+    rung_history,
+    with_trainable_params,
+)
 from .urls import StorageError
 
 log = logging.getLogger(__name__)
 
 FINISHED = "FINISHED"  # the same string as ray.tune.search.Searcher.FINISHED
-
-
-@dataclass
-class StudyContext:
-    """Everything the searcher and the driver need about one study."""
-
-    store: StudyStore
-    info: StudyInfo
-    spec: StudySpec
-    dims: ModelDims
-    study: Any  # optuna.Study
-
-    @property
-    def name(self) -> str:
-        return self.info.name
-
-    @property
-    def study_id(self) -> int:
-        return self.info.id
-
-
-# -- budget ----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Budget:
-    """How much of ``n_trials`` the study has used (see the module docstring for the rules)."""
-
-    n_trials: int
-    used: int
-    waiting: int
-    rejected: int
-    requeued: int
-
-    @property
-    def remaining(self) -> int:
-        """New trials that may still be asked (queued retries are already counted in ``used``)."""
-        return max(0, self.n_trials - self.used)
-
-    @property
-    def can_ask(self) -> bool:
-        return self.waiting > 0 or self.remaining > 0
-
-
-def rung_history(store: StudyStore, study_id: int) -> list[tuple[int, int, dict[str, float]]]:
-    """Every stored result as (trial_number, step, {metric: value}), in trial and step order."""
-    grouped: dict[tuple[int, int], dict[str, float]] = {}
-    for row in store.metrics(study_id):
-        grouped.setdefault((row["trial_number"], row["step"]), {})[row["name"]] = row["value"]
-    return [(n, s, m) for (n, s), m in sorted(grouped.items())]
-
-
-def with_trainable_params(history: History, trials: Sequence[Any]) -> History:
-    """The results with each trial's ``trainable_params`` (an objective known before training,
-    kept on the trial) added where a stored result lacks it."""
-    params = {
-        t.number: float(t.user_attrs["trainable_params"])
-        for t in trials
-        if "trainable_params" in t.user_attrs
-    }
-    return [
-        (n, step, {"trainable_params": params[n], **m} if n in params else m)
-        for n, step, m in history
-    ]
-
-
-def requeued_numbers(trials: Sequence[Any]) -> set[int]:
-    """Numbers of the trials that a retry replaced."""
-    return {int(t.user_attrs["retry_of"]) for t in trials if "retry_of" in t.user_attrs}
-
-
-def count_budget(trials: Sequence[Any], n_trials: int) -> Budget:
-    from optuna.trial import TrialState  # noqa: PLC0415
-
-    replaced = requeued_numbers(trials)
-    rejected = sum(1 for t in trials if t.user_attrs.get("rejected"))
-    used = sum(1 for t in trials if not t.user_attrs.get("rejected") and t.number not in replaced)
-    waiting = sum(1 for t in trials if t.state == TrialState.WAITING)
-    return Budget(n_trials, used, waiting, rejected, len(replaced))
-
-
-def trailing_rejections(trials: Sequence[Any]) -> int:
-    """Rejections since the last trained trial: the count that ``max_rejections`` caps."""
-    n = 0
-    for t in sorted(trials, key=lambda t: t.number, reverse=True):
-        if not t.user_attrs.get("rejected"):
-            break
-        n += 1
-    return n
-
-
-def _number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-_OOM = re.compile(r"MemoryError|OutOfMemoryError|out of memory", re.IGNORECASE)
-_NAN = re.compile(r"FloatingPointError|NonFiniteMetricError")
-
-
-def failure_reason(tb: str) -> str:
-    """Why a trial failed, from its traceback's last lines: ``oom``, ``nan`` or ``error``.
-
-    Out of memory is a ``MemoryError``, torch's ``OutOfMemoryError`` (CUDA) or Ray's
-    ``OutOfMemoryError`` (its memory monitor killed the worker); a non-finite loss or metric is a
-    ``FloatingPointError``. The search goes on after each: only the trial fails.
-    """
-    tail = "\n".join(tb.strip().splitlines()[-3:])
-    if _OOM.search(tail):
-        return "oom"
-    if _NAN.search(tail):
-        return "nan"
-    return "error"
-
-
-def reported_keys(result: dict[str, Any]) -> list[str]:
-    """The metric names a result carries: those the trial function reported (our trainable lists
-    them), else the objectives paretune knows."""
-    listed = result.get(KEYS_KEY)
-    if isinstance(listed, str):
-        return [k for k in listed.split(",") if k]
-    return list(METRIC_NAMES)
-
-
-def constraint_violations(spec: StudySpec, metrics: dict[str, float]) -> list[float] | None:
-    """Measured-constraint violations (value - limit, <= 0 feasible); None when none are set."""
-    c = spec.search.constraints
-    limits = [("peak_memory_mb", c.max_peak_memory_mb), ("train_seconds", c.max_train_seconds)]
-    active = [(name, limit) for name, limit in limits if limit is not None]
-    if not active:
-        return None
-    return [float(metrics.get(name, 0.0)) - float(limit) for name, limit in active]
-
-
-# -- the searcher logic ----------------------------------------------------------------------
 
 
 def _store_failure_is_fatal(method: Any) -> Any:
@@ -450,7 +317,9 @@ class SearchCore:
                 for k in reported_keys(result)
                 if isinstance(result.get(k), int | float) and math.isfinite(float(result[k]))
             }
-            bad = [k for k in reported_keys(result) if k not in metrics and _number(result.get(k))]
+            bad = [
+                k for k in reported_keys(result) if k not in metrics and is_number(result.get(k))
+            ]
             if bad:  # NaN or infinity: the trial fails (the trainable stops it at once too)
                 live.error = (
                     f"FloatingPointError: metric {bad[0]} is {result[bad[0]]} at step {step}"
@@ -665,311 +534,3 @@ class SearchCore:
             pareto_size=len(front),
             hypervolume=hypervolume,
         )
-
-
-# -- Optuna side effects shared by the searcher and resume --------------------------------------
-
-
-def write_curve(study: Any, trial_id: int, curve: dict[int, float]) -> None:
-    """The primary metric's learning curve as Optuna intermediate values (before the trial ends).
-
-    ``Trial.report`` raises for multi-objective studies; the storage call does not.
-    """
-    for step, value in sorted(curve.items()):
-        study._storage.set_trial_intermediate_value(trial_id, step, value)
-
-
-def pruned_curves_allowed(study: Any) -> bool:
-    """False where intermediate values on a PRUNED trial would break the sampler (multi-objective TPE)."""
-    import optuna  # noqa: PLC0415
-
-    return len(study.directions) == 1 or not isinstance(study.sampler, optuna.samplers.TPESampler)
-
-
-def mark_interrupted(
-    study: Any,
-    trial_id: int,
-    number: int,
-    store: StudyStore,
-    study_id: int,
-    reason: str,
-    step: int | None = None,
-) -> None:
-    """FAIL a RUNNING trial with user attribute ``interrupted`` and an ``interrupted`` event."""
-    from optuna.trial import TrialState  # noqa: PLC0415
-
-    study._storage.set_trial_user_attr(trial_id, "interrupted", reason)
-    if step is not None:
-        study._storage.set_trial_user_attr(trial_id, "steps", step)
-    study.tell(number, state=TrialState.FAIL)
-    store.log_event(study_id, "interrupted", {"reason": reason, "step": step}, trial_number=number)
-
-
-def retry_key(trial: Any) -> str:
-    """What ``max_retries`` counts retries of: the configuration, and for a continuation
-    (``resume --max-steps``) also its parent, so a continuation has retries of its own."""
-    key = str(trial.user_attrs.get("config_hash", ""))
-    parent = trial.user_attrs.get("continues")
-    return key if parent is None else f"{key}@continues:{parent}"
-
-
-def given_params(trial: Any) -> dict[str, Any]:
-    """The parameters a trial was handed: those it sampled, completed by those enqueued for it.
-
-    A driver killed between ``study.ask()`` and the last ``suggest_*`` call leaves a trial whose
-    ``params`` hold only what was sampled so far (none, or a few); the configuration the rung
-    model chose for it is whole in Optuna's ``fixed_params`` system attribute. A retry built
-    from ``params`` alone would draw the rest afresh: another configuration under its name.
-    """
-    return {**trial.system_attrs.get("fixed_params", {}), **trial.params}
-
-
-def requeue_interrupted(
-    study: Any, store: StudyStore, study_id: int, max_retries: int
-) -> list[int]:
-    """Queue again, with the same parameters, every interrupted trial that has no retry yet.
-
-    A configuration (config hash) is retried at most ``max_retries`` times; past that its last
-    interrupted trial stays FAIL and counts against the budget. A retry starts from the
-    interrupted trial's last checkpoint (:func:`paretune.search.deepening.resume_attrs`).
-    Returns the requeued numbers.
-    """
-    from optuna.trial import TrialState  # noqa: PLC0415
-
-    trials = study.get_trials(deepcopy=False)
-    replaced = requeued_numbers(trials)
-    retries: dict[str, int] = {}
-    for t in trials:
-        if "retry_of" in t.user_attrs:
-            key = retry_key(t)
-            retries[key] = retries.get(key, 0) + 1
-    limited = {e["trial_number"] for e in store.events(study_id, kinds=["retry_limit"])}
-    out = []
-    for t in trials:
-        if (
-            t.state != TrialState.FAIL
-            or not t.user_attrs.get("interrupted")
-            or t.number in replaced
-        ):
-            continue
-        key = retry_key(t)
-        done = retries.get(key, 0)
-        if done >= max_retries:
-            if t.number not in limited:
-                store.log_event(
-                    study_id, "retry_limit", {"retries": done, "max_retries": max_retries}, t.number
-                )
-            continue
-        attrs = {
-            "retry_of": t.number,
-            "config_hash": t.user_attrs.get("config_hash", ""),
-            **resume_attrs(t),
-        }
-        study.enqueue_trial(given_params(t), user_attrs=attrs)  # from its last checkpoint
-        retries[key] = done + 1
-        store.log_event(
-            study_id, "requeued", {"retry": done + 1, "max_retries": max_retries}, t.number
-        )
-        out.append(t.number)
-    return out
-
-
-def recover_orphans(ctx: StudyContext, reason: str = "driver died") -> dict[str, list[int]]:
-    """After a driver died: end the trials it left RUNNING, then queue retries.
-
-    A trial whose metrics reached ``max_steps`` before the driver died is completed from the
-    stored values rather than trained again; every other orphan becomes FAIL ("interrupted").
-    Call this only while no live driver runs the study.
-    """
-    from optuna.trial import TrialState  # noqa: PLC0415
-
-    spec, study, store = ctx.spec, ctx.study, ctx.store
-    completed, interrupted = [], []
-    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        rows = store.metrics(ctx.study_id, trial_number=t.number)
-        steps = [r["step"] for r in rows]
-        last = max(steps) if steps else 0
-        final = {r["name"]: r["value"] for r in rows if r["step"] == last}
-        if "trainable_params" in t.user_attrs:
-            final.setdefault("trainable_params", float(t.user_attrs["trainable_params"]))
-        primary = spec.primary_metric
-        write_curve(
-            study, t._trial_id, {r["step"]: r["value"] for r in rows if r["name"] == primary}
-        )
-        if last >= spec.search.max_steps and all(n in final for n in spec.objective_names):
-            violations = constraint_violations(spec, final)
-            if violations is not None:
-                record_violations(study._storage, t._trial_id, violations)
-            study._storage.set_trial_user_attr(t._trial_id, "steps", last)
-            study._storage.set_trial_user_attr(t._trial_id, "recovered", True)
-            study.tell(t.number, [final[n] for n in spec.objective_names])
-            store.log_event(ctx.study_id, "recovered", {"step": last}, trial_number=t.number)
-            completed.append(t.number)
-        else:
-            mark_interrupted(study, t._trial_id, t.number, store, ctx.study_id, reason, last)
-            interrupted.append(t.number)
-    requeued = requeue_interrupted(study, store, ctx.study_id, spec.search.max_retries)
-    if completed:
-        max_params = describe_space(spec, ctx.dims).max_params
-        HypervolumeRecorder(store, ctx.study_id, spec, max_params).record(
-            study.get_trials(deepcopy=False)
-        )
-    return {"completed": completed, "interrupted": interrupted, "requeued": requeued}
-
-
-# -- the Ray Tune searcher and error callback --------------------------------------------------
-
-
-WATCHDOG_GRACE_S = 30.0  # covers a worker's start-up, which the driver's clock includes
-
-
-class TimeoutWatch:
-    """Enforces ``search.trial_timeout_s`` on trials that stop reporting.
-
-    A trial that reports past its timeout is asked to stop by its reporter (see
-    :mod:`paretune.search.trainable`). One that hangs between reports is killed here, from the
-    driver: once it has run ``trial_timeout_s`` plus a grace (30 s + 5 %) its Ray actor is killed,
-    and it ends FAIL with reason ``timeout``.
-    """
-
-    def __init__(self) -> None:
-        self.started: dict[str, float] = {}
-        self.killed: set[str] = set()
-
-    def check(self, core: SearchCore, trials: Sequence[Any], now: float | None = None) -> list[int]:
-        limit = core.spec.search.trial_timeout_s
-        if limit is None:
-            return []
-        now = time.monotonic() if now is None else now
-        grace = WATCHDOG_GRACE_S + 0.05 * limit
-        out = []
-        for trial in trials:
-            config = trial.config or {}
-            if (
-                trial.status != "RUNNING"
-                or TRIAL_KEY not in config
-                or trial.trial_id in self.killed
-            ):
-                continue
-            elapsed = now - self.started.setdefault(trial.trial_id, now)
-            if elapsed <= limit + grace:
-                continue
-            number = int(config[TRIAL_KEY])
-            with core._lock:
-                live = core.live.get(number)
-                if live is None:
-                    continue
-                live.timed_out = True
-                live.error = live.error or (
-                    f"timeout: trial_timeout_s={limit} exceeded; the trial stopped reporting and "
-                    f"was killed after {elapsed:.0f} s"
-                )
-            self.killed.add(trial.trial_id)
-            if hasattr(trial, "max_failures"):  # search.max_failures: Ray must not restart it
-                trial.max_failures = int(getattr(trial.run_metadata, "num_failures", 0))
-            actor = getattr(getattr(trial, "temporary_state", None), "ray_actor", None)
-            if actor is not None:
-                import ray  # noqa: PLC0415
-
-                ray.kill(actor, no_restart=True)
-            log.warning("trial %s of %s timed out: killed", number, core.ctx.name)
-            out.append(number)
-        return out
-
-
-def make_error_callback(core: SearchCore) -> Any:
-    """A Tune callback that hands Ray's error text of a failed trial to ``core`` and kills
-    trials past ``trial_timeout_s`` (:class:`TimeoutWatch`)."""
-    return _error_callback_class()(core)
-
-
-@functools.cache
-def _error_callback_class() -> type:
-    from ray.tune import Callback  # noqa: PLC0415
-
-    class RayErrorCallback(Callback):
-        def __init__(self, core: SearchCore) -> None:
-            self.core: SearchCore | None = core
-            self.watch = TimeoutWatch()
-
-        def on_step_begin(self, iteration: int, trials: list[Any], **info: Any) -> None:
-            if self.core is not None:
-                self.watch.check(self.core, trials)
-
-        def on_trial_error(
-            self, iteration: int, trials: list[Any], trial: Any, **info: Any
-        ) -> None:
-            if self.core is None or TRIAL_KEY not in (trial.config or {}):
-                return
-            message = None
-            try:
-                if trial.error_file:
-                    with open(trial.error_file) as f:
-                        message = f.read()[-8000:].strip() or None
-            except OSError:
-                pass
-            self.core.on_ray_error(int(trial.config[TRIAL_KEY]), message)
-
-        def __getstate__(self) -> dict[str, Any]:
-            return {"core": None}
-
-    return RayErrorCallback
-
-
-def make_ray_searcher(core: SearchCore) -> Any:
-    """A ``ray.tune.search.Searcher`` over ``core`` (Ray is imported here, not at module import)."""
-    return _searcher_class()(core)
-
-
-@functools.cache
-def _searcher_class() -> type:
-    from ray.tune.search import Searcher  # noqa: PLC0415
-
-    class ParetuneSearcher(Searcher):
-        """Maps Ray trial ids onto Optuna trial numbers; all decisions live in :class:`SearchCore`."""
-
-        def __init__(self, core: SearchCore) -> None:
-            super().__init__(metric=None, mode=None)
-            self.core: SearchCore | None = core
-            self.numbers: dict[str, int] = {}
-
-        def set_search_properties(self, metric: Any, mode: Any, config: Any, **spec: Any) -> bool:
-            return True
-
-        def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
-            if self.core is None:
-                return Searcher.FINISHED
-            out = self.core.next_trial()
-            if out == FINISHED:
-                return Searcher.FINISHED
-            if isinstance(out, dict):
-                self.numbers[trial_id] = int(out[TRIAL_KEY])
-            return out
-
-        def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
-            if self.core is not None and trial_id in self.numbers:
-                self.core.on_result(self.numbers[trial_id], result)
-
-        def on_trial_complete(
-            self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False
-        ) -> None:
-            if self.core is None or trial_id not in self.numbers:
-                return
-            number = self.numbers.pop(trial_id)
-            if error:
-                # Ray's error text reaches the callbacks only after this call: wait for it
-                self.core.mark_ray_error(number)
-            else:
-                self.core.on_end(number, result, error)
-
-        def save(self, checkpoint_path: str) -> None:
-            """Nothing to save: the study store is the searcher's state."""
-
-        def restore(self, checkpoint_path: str) -> None:
-            """Nothing to restore: resume rebuilds everything from the study store."""
-
-        def __getstate__(self) -> dict[str, Any]:
-            # Tune pickles its config (tuner.pkl); the store and the study do not pickle.
-            return {"_metric": None, "_mode": None, "core": None, "numbers": {}}
-
-    return ParetuneSearcher

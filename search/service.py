@@ -26,6 +26,8 @@ from paretune.spaces import (
 from paretune.spaces.catalogue import OBJECTIVES
 from paretune.spaces.errors import DataError, SpecError, UserError
 
+from .budget import count_budget
+from .context import StudyContext
 from .deepening import check_max_steps, raise_max_steps, with_max_steps
 from .driver import (
     STOP_REQUESTED,
@@ -37,7 +39,6 @@ from .driver import (
 )
 from .progress import ProgressState
 from .samplers import make_sampler
-from .searcher import StudyContext, count_budget
 from .store import StudyStore, UnknownStudyError, open_store
 from .trainable import TrialFn
 from .urls import ENV_STORAGE, StorageError, resolve_storage, storage_from_file

@@ -20,10 +20,11 @@ from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState
 
 from paretune.search import deepening, report, service
+from paretune.search.budget import count_budget
 from paretune.search.cli import main
 from paretune.search.driver import DriverOptions
 from paretune.search.pareto import front_trials, hypervolume, to_min_form
-from paretune.search.searcher import SearchCore, count_budget
+from paretune.search.searcher import SearchCore
 from paretune.search.store import open_store
 from paretune.search.trainable import (
     CHECKPOINT_FILE,

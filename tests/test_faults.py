@@ -17,11 +17,11 @@ import yaml
 from optuna.trial import TrialState
 from torch import nn
 
-from paretune.search import searcher, service
+from paretune.search import ray_searcher, service
 from paretune.search.driver import DriverOptions, run_study
-from paretune.search.searcher import failure_reason
 from paretune.search.store import open_store
 from paretune.search.trainable import NonFiniteMetricError, check_finite
+from paretune.search.trial_results import failure_reason
 from paretune.spaces import parse_spec
 from paretune.spaces.plan import Hyperparams
 from paretune.trainers.loop import CHECKPOINT, train
@@ -157,7 +157,7 @@ def test_raise_oom_and_nan_fail_with_their_reason_and_the_study_goes_on(tmp_path
 
 
 def test_timeouts_fail_slow_and_hung_trials_and_the_study_goes_on(tmp_path, monkeypatch):
-    monkeypatch.setattr(searcher, "WATCHDOG_GRACE_S", 12.0)  # > a worker start-up under load
+    monkeypatch.setattr(ray_searcher, "WATCHDOG_GRACE_S", 12.0)  # > a worker start-up under load
     started = time.monotonic()
     store, ctx, outcome, trials = run_faulty(
         tmp_path, "timeouts", ["slow", "hang"], n_trials=3, trial_timeout_s=2.0, max_failures=2

@@ -25,7 +25,8 @@ from optuna.trial import TrialState
 
 from paretune.search import service
 from paretune.search.driver import DriverOptions
-from paretune.search.searcher import FINISHED, SearchCore, given_params
+from paretune.search.requeue import given_params
+from paretune.search.searcher import FINISHED, SearchCore
 from paretune.search.store import creating_schema, open_store
 from paretune.spaces import parse_spec
 

@@ -17,7 +17,7 @@ from optuna.trial import TrialState
 
 from paretune.search import service
 from paretune.search.driver import DriverOptions
-from paretune.search.searcher import given_params
+from paretune.search.requeue import given_params
 from paretune.search.store import open_store
 
 N_TRIALS = 6

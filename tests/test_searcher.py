@@ -11,16 +11,12 @@ import yaml
 from optuna.trial import TrialState
 
 from paretune.search import service
+from paretune.search.budget import count_budget
 from paretune.search.driver import DecisionLog, rung_history, trial_scheduler
 from paretune.search.hypervolume import HypervolumeRecorder, derive_reference
 from paretune.search.pareto import front_trials
-from paretune.search.searcher import (
-    FINISHED,
-    SearchCore,
-    count_budget,
-    recover_orphans,
-    requeue_interrupted,
-)
+from paretune.search.requeue import recover_orphans, requeue_interrupted
+from paretune.search.searcher import FINISHED, SearchCore
 from paretune.search.store import open_store
 from paretune.search.trainable import ERROR_KEY, eval_steps
 from paretune.spaces import parse_spec
