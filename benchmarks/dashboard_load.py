@@ -2,7 +2,7 @@
 
     python benchmarks/dashboard_load.py [--trials 2000] [--steps 50] [--repeats 3] [--keep DIR]
 
-Builds two studies with search/synthetic_study.py in a temporary SQLite file:
+Builds two studies with tests/synthetic_study.py in a temporary SQLite file:
 
 - ``mixed``: the realistic mix (about half the trials PRUNED at a rung, some FAIL), all six
   metrics recorded at every evaluation step;
@@ -39,7 +39,8 @@ Row = tuple[float, float, float, float]
 def build(url: str, trials: int, steps: int) -> list[tuple[str, object, float]]:
     import optuna
 
-    from paretune.search.synthetic_study import build_synthetic_study
+    sys.path.insert(0, str(REPO / "tests"))  # the synthetic studies live beside their tests
+    from synthetic_study import build_synthetic_study
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     out = []

@@ -3,7 +3,7 @@
     python benchmarks/lr_by_size.py [--steps 150] [--rates 3e-4 1e-3 3e-3 1e-2 3e-2]
 
 The search conditions each fitted proposal's learning rate on its trainable parameters
-(``search/conditioned_floats.py``) because the benchmark's LoRA surrogate, and the usual
+(``search/algorithms/conditioned_floats.py``) because the benchmark's LoRA surrogate, and the usual
 experience, say the optimum falls with size. This checks it on real training: MiniLM-L6 on
 ``vader-movies`` (the quickstart's model, data and split), LoRA on one module (rank 2 on the
 last layer's value), on every query and value at rank 2, and at rank 16, each at every rate,

@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from paretune.search.pareto import hypervolume, pareto_indices, to_min_form
+from paretune.search.algorithms.pareto import hypervolume, pareto_indices, to_min_form
 
 
 @dataclass(frozen=True)

@@ -189,7 +189,7 @@ def _optuna() -> Any:
 
 
 def _context(dataset: str, settings: Settings, seed: int) -> tuple[Any, Any]:
-    from paretune.search.service import model_dims  # noqa: PLC0415
+    from paretune.search.service.lifecycle import model_dims  # noqa: PLC0415
 
     spec = load(spec_text(dataset, settings, MIXED, seed))
     return spec, model_dims(spec)
@@ -197,9 +197,9 @@ def _context(dataset: str, settings: Settings, seed: int) -> tuple[Any, Any]:
 
 def run_paretune(dataset: str, settings: Settings, seed: int) -> dict[str, Any]:
     """paretune's scheduler core and fidelity-aware asker on real trainings, one at a time."""
-    from paretune.search.fidelity import N_STARTUP_TRIALS, FidelityAwareAsker  # noqa: PLC0415
-    from paretune.search.samplers import make_sampler  # noqa: PLC0415
-    from paretune.search.schedulers import make_core  # noqa: PLC0415
+    from paretune.search.algorithms.fidelity import N_STARTUP_TRIALS, FidelityAwareAsker  # noqa: PLC0415
+    from paretune.search.algorithms.samplers import make_sampler  # noqa: PLC0415
+    from paretune.search.algorithms.schedulers import make_core  # noqa: PLC0415
     from paretune.spaces import count_trainable, sample_config, startup_params  # noqa: PLC0415
 
     optuna = _optuna()
@@ -263,7 +263,7 @@ def run_paretune(dataset: str, settings: Settings, seed: int) -> dict[str, Any]:
 
 def run_full_fidelity(dataset: str, settings: Settings, seed: int, method: str) -> dict[str, Any]:
     """Every trial trained to ``steps``: multi-objective TPE or random search."""
-    from paretune.search.samplers import make_sampler  # noqa: PLC0415
+    from paretune.search.algorithms.samplers import make_sampler  # noqa: PLC0415
     from paretune.spaces import sample_config  # noqa: PLC0415
 
     optuna = _optuna()
@@ -303,7 +303,7 @@ def run_search(method: str, dataset: str, settings: Settings, seed: int) -> dict
 def run_baseline(dataset: str, settings: Settings, name: str, rate: float) -> dict[str, Any]:
     """One hand-picked adapter at one learning rate, trained to ``steps``."""
     _quiet()
-    from paretune.search.service import model_dims  # noqa: PLC0415
+    from paretune.search.service.lifecycle import model_dims  # noqa: PLC0415
     from paretune.spaces import sample_config  # noqa: PLC0415
 
     spec = baseline_spec(dataset, settings, name, rate)

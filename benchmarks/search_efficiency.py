@@ -10,8 +10,8 @@ budget of training steps (``--budget`` full-fidelity trainings' worth), on each 
 seeds:
 
 - ``paretune mo-hyperband+tpe`` and ``paretune mo-asha+tpe``: paretune's scheduler core
-  (:mod:`paretune.search.schedulers`) and its fidelity-aware sampler
-  (:mod:`paretune.search.fidelity`), driven in-process exactly as the searcher drives them: ask
+  (:mod:`paretune.search.algorithms.schedulers`) and its fidelity-aware sampler
+  (:mod:`paretune.search.algorithms.fidelity`), driven in-process exactly as the searcher drives them: ask
   (enqueue into the real study), evaluate at each rung, report, tell COMPLETE or PRUNED;
 - ``optuna tpe (full fidelity)``: Optuna's multi-objective TPE (paretune's settings), every trial
   trained to ``max_steps``;
@@ -67,9 +67,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from problems import PROBLEMS, Problem  # noqa: E402
 
-from paretune.search.fidelity import FidelityAwareAsker  # noqa: E402
-from paretune.search.pareto import dominates  # noqa: E402
-from paretune.search.samplers import make_sampler  # noqa: E402
+from paretune.search.algorithms.fidelity import FidelityAwareAsker  # noqa: E402
+from paretune.search.algorithms.pareto import dominates  # noqa: E402
+from paretune.search.algorithms.samplers import make_sampler  # noqa: E402
 
 log = logging.getLogger("search_efficiency")
 
@@ -202,7 +202,7 @@ def run_paretune(
     ``core`` (any object with ``on_result``) replaces the scheduler and ``min_observations`` the
     asker's threshold: the knobs the design experiments in docs/search.md turned.
     """
-    from paretune.search.schedulers import MOHyperband, MOSuccessiveHalving  # noqa: PLC0415
+    from paretune.search.algorithms.schedulers import MOHyperband, MOSuccessiveHalving  # noqa: PLC0415
 
     optuna = _optuna()
     rungs, objectives, directions = problem.rungs(), problem.objectives, problem.directions
@@ -716,9 +716,9 @@ def run_service(settings: Settings) -> Curve | None:
     line saying why) when the service path is not available in this checkout.
     """
     try:
-        from paretune.search import service  # noqa: PLC0415
-        from paretune.search.driver import DriverOptions  # noqa: PLC0415
-        from paretune.search.store import open_store  # noqa: PLC0415
+        from paretune.search.service import lifecycle as service  # noqa: PLC0415
+        from paretune.search.service.driver import DriverOptions  # noqa: PLC0415
+        from paretune.search.store.study_store import open_store  # noqa: PLC0415
         from paretune.spaces import parse_spec  # noqa: PLC0415
     except ImportError as e:
         print(f"--service: the Ray service path is not available here ({e}); skipped")

@@ -107,7 +107,7 @@ def check_store(url: str, name: str, trials: int) -> dict[str, int]:
     import optuna
     from optuna.trial import TrialState
 
-    from paretune.search.store import open_store
+    from paretune.search.store.study_store import open_store
 
     study = optuna.load_study(study_name=name, storage=url).get_trials(deepcopy=False)
     open_ = [t.number for t in study if t.state in (TrialState.RUNNING, TrialState.WAITING)]
@@ -132,9 +132,9 @@ def run_paretune(
     url: str, trials: int, concurrency: int, run_dir: str, sampler: str = "tpe"
 ) -> Run:
     """One paretune study on ``url``; the store is checked afterwards."""
-    from paretune.search import service
-    from paretune.search.driver import DriverOptions, run_study
-    from paretune.search.store import open_store
+    from paretune.search.service import lifecycle as service
+    from paretune.search.service.driver import DriverOptions, run_study
+    from paretune.search.store.study_store import open_store
     from paretune.spaces import parse_spec
 
     name = f"overhead-{uuid.uuid4().hex[:6]}"

@@ -78,8 +78,8 @@ def loop_seconds(url: str, name: str) -> tuple[float, int]:
 
 
 def run(url: str, n_trials: int, concurrent: int, workdir: Path) -> tuple[float, float, int]:
-    from paretune.search import service
-    from paretune.search.driver import DriverOptions
+    from paretune.search.service import lifecycle as service
+    from paretune.search.service.driver import DriverOptions
     from paretune.spaces import parse_spec
 
     name = f"quick-{uuid.uuid4().hex[:6]}"
@@ -130,8 +130,8 @@ def drop_postgres(handle: object) -> None:
 
 def tiny(workdir: Path) -> None:
     """examples/tiny.yaml with the real trainer, as `paretune submit` runs it."""
-    from paretune.search import service
-    from paretune.search.driver import DriverOptions
+    from paretune.search.service import lifecycle as service
+    from paretune.search.service.driver import DriverOptions
     from paretune.spaces import load_spec
 
     loaded = load_spec(REPO / "examples" / "tiny.yaml")

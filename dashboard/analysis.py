@@ -1,6 +1,6 @@
 """Pure computations behind the views: Pareto sets, reference points, placement maps, selections.
 
-Which trials are on a front is :mod:`paretune.search.pareto`'s rule alone (dominance,
+Which trials are on a front is :mod:`paretune.search.algorithms.pareto`'s rule alone (dominance,
 feasibility, full fidelity), the one ``paretune pareto`` and the hypervolume history use.
 """
 
@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from paretune.search.store_read import (
+from paretune.search.store.read import (
     at_full_fidelity,
     candidate_mask,
     hypervolume,
@@ -26,13 +26,13 @@ GLOBAL_LAYER = "global"
 
 
 def at_top_fidelity(steps: pd.Series, max_steps: int) -> pd.Series:
-    """:func:`~paretune.search.pareto.at_full_fidelity` of each trial's ``steps``."""
+    """:func:`~paretune.search.algorithms.pareto.at_full_fidelity` of each trial's ``steps``."""
     return pd.Series([at_full_fidelity(v, max_steps) for v in steps], index=steps.index)
 
 
 def front_candidates(trials: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
     """The trials that may be on the front over ``columns``
-    (:func:`~paretune.search.pareto.candidate_mask`)."""
+    (:func:`~paretune.search.algorithms.pareto.candidate_mask`)."""
     if trials.empty:
         return trials
     values = trials[list(columns)].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=float)

@@ -1,4 +1,4 @@
-"""Cached loaders: the store reads (:mod:`paretune.search.store_read`), memoised per storage URL for a few seconds.
+"""Cached loaders: the store reads (:mod:`paretune.search.store.read`), memoised per storage URL for a few seconds.
 
 ``st.cache_data(ttl=TTL_S)`` keeps a page fast on reruns (a widget change, the live refresh)
 while a running study still shows new trials within a few seconds. Importance, the slowest
@@ -13,7 +13,7 @@ import pandas as pd
 import streamlit as st
 from sqlalchemy.engine import Engine
 
-from paretune.search import store_read
+from paretune.search.store import read as store_read
 
 from .analysis import placement_table
 from .db import DashboardError, readonly_engine

@@ -16,7 +16,7 @@ from sqlalchemy import create_engine
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from paretune.search.store_read import (
+from paretune.search.store.read import (
     ENV_STORAGE,
     StorageError,
     mask_text,

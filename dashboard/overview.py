@@ -7,7 +7,7 @@ from typing import Any
 
 import pandas as pd
 
-from paretune.search.store_read import STATES, StudyRecord, constraints_hold
+from paretune.search.store.read import STATES, StudyRecord, constraints_hold
 
 from .analysis import (
     at_top_fidelity,
@@ -38,7 +38,7 @@ def overview_frame(
     values: pd.DataFrame,
     reference_details: Mapping[int, Any],
 ) -> pd.DataFrame:
-    """One row per study (see COLUMNS). ``values`` is :func:`paretune.search.store_read.complete_values`."""
+    """One row per study (see COLUMNS). ``values`` is :func:`paretune.search.store.read.complete_values`."""
     by_optuna = counts.set_index("optuna_id") if len(counts) else pd.DataFrame(columns=list(STATES))
     hv = dict(zip(hv_latest["study_id"], hv_latest["value"], strict=True)) if len(hv_latest) else {}
     rows = []

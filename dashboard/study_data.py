@@ -1,6 +1,6 @@
 """One study, ready for the views: trials with objective columns, the Pareto front, hover text.
 
-Pure: built from the frames of :mod:`paretune.search.store_read`, no database, no Streamlit.
+Pure: built from the frames of :mod:`paretune.search.store.read`, no database, no Streamlit.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from paretune.search.store_read import StudyRecord
+from paretune.search.store.read import StudyRecord
 
 from .analysis import at_top_fidelity, front_hypervolume, pareto_numbers, parse_reference
 from .spec_view import SpecView, spec_view

@@ -9,7 +9,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from paretune.search.store_read import DEFAULT_STORAGE, RETRAINED
+from paretune.search.store.read import DEFAULT_STORAGE, RETRAINED
 from paretune.spaces import TEST_METRICS, with_test_metrics
 
 from . import data

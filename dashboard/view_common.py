@@ -9,7 +9,7 @@ from typing import Any
 
 import streamlit as st
 
-from paretune.search.store_read import mask_url
+from paretune.search.store.read import mask_url
 
 from .db import DashboardError, explain, storage_url
 

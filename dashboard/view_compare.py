@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from paretune.search.store_read import hypervolume, min_form_array, pareto_mask
+from paretune.search.store.read import hypervolume, min_form_array, pareto_mask
 
 from . import data
 from .analysis import fallback_reference

@@ -6,7 +6,7 @@ from datetime import datetime, timezone
 
 import streamlit as st
 
-from paretune.search.store_read import mask_url
+from paretune.search.store.read import mask_url
 from paretune.spaces.numbers import format_hypervolume
 
 from . import data, tab_parameters, tab_pareto, tab_placement, tab_progress, tab_trial, tab_trials

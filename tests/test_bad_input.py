@@ -1,7 +1,7 @@
 """The bad-input sweep: every bad spec or CLI call gives one clear line on stderr, exit status 2,
 no traceback, and leaves the database exactly as it was (a hash of a dump of every table).
 
-The calls run in-process (``paretune.search.cli.main`` with ``sys.argv`` patched); a few also run
+The calls run in-process (``paretune.search.cli.app.main`` with ``sys.argv`` patched); a few also run
 through the real ``paretune`` executable. The database already holds a small finished study
 ``done`` (trial 0 COMPLETE, 1 PRUNED, 2 FAIL), built without Ray.
 """
@@ -22,11 +22,11 @@ from typing import Any
 import pytest
 import yaml
 
-from paretune.search import service
-from paretune.search.cli import main
-from paretune.search.searcher import SearchCore
-from paretune.search.store import open_store
-from paretune.search.trainable import ERROR_KEY
+from paretune.search.cli.app import main
+from paretune.search.service import lifecycle as service
+from paretune.search.service.searcher import SearchCore
+from paretune.search.service.trainable import ERROR_KEY
+from paretune.search.store.study_store import open_store
 from paretune.spaces import parse_spec
 
 PARETUNE = Path(sys.executable).with_name("paretune")

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from paretune.search.cli import main
+from paretune.search.cli.app import main
 
 TINY = """\
 study: t

@@ -17,10 +17,10 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from paretune.search import cli_study
 from paretune.search.cli import app
-from paretune.search.store import UnknownStudyError, open_store
-from paretune.search.urls import StorageError
+from paretune.search.cli import study as cli_study
+from paretune.search.store.study_store import UnknownStudyError, open_store
+from paretune.search.store.urls import StorageError
 from paretune.spaces.errors import UserError
 
 runner = CliRunner()

@@ -26,9 +26,9 @@ import yaml
 from optuna.trial import TrialState
 from typer.testing import CliRunner
 
-from paretune.search import cluster
 from paretune.search.cli import app
-from paretune.search.store import open_store
+from paretune.search.service import cluster
+from paretune.search.store.study_store import open_store
 from paretune.spaces import parse_spec
 
 runner = CliRunner()
@@ -197,7 +197,7 @@ def test_an_unreachable_cluster_creates_no_study(sqlite_url, monkeypatch):
 
 
 def test_storage_file_wins_over_the_environment(tmp_path, monkeypatch):
-    from paretune.search.service import storage_url
+    from paretune.search.service.lifecycle import storage_url
 
     path = tmp_path / cluster.STORAGE_FILE
     path.write_text("sqlite:////from/file.db\n")
@@ -208,7 +208,7 @@ def test_storage_file_wins_over_the_environment(tmp_path, monkeypatch):
 
 
 def test_a_study_without_a_job_has_no_logs(sqlite_url):
-    from paretune.search import service
+    from paretune.search.service import lifecycle as service
 
     service.prepare_submit(open_store(sqlite_url), parse_spec(spec_text("nojob"), "nojob.yaml"))
     out = runner.invoke(app, ["logs", "nojob", "--storage", sqlite_url])

@@ -1,4 +1,4 @@
-"""Continuous parameters re-chosen for a proposal's known size (``search/conditioned_floats.py``).
+"""Continuous parameters re-chosen for a proposal's known size (``search/algorithms/conditioned_floats.py``).
 
 The crafted results have a learning-rate optimum that falls as the size grows, as a fine-tune's
 does: 10^-2.5 at size 10, 10^-3.5 at size 100,000. A proposal's rate must follow its size.
@@ -13,8 +13,8 @@ import optuna
 import pytest
 from sized_space import LR_HIGH, LR_LOW, SIZES, sized
 
-from paretune.search.conditioned_floats import MIN_OBSERVATIONS, conditioned_floats
-from paretune.search.fidelity import CONDITIONED_ATTR, KNOWN_ATTR, FidelityAwareAsker
+from paretune.search.algorithms.conditioned_floats import MIN_OBSERVATIONS, conditioned_floats
+from paretune.search.algorithms.fidelity import CONDITIONED_ATTR, KNOWN_ATTR, FidelityAwareAsker
 
 LR = optuna.distributions.FloatDistribution(LR_LOW, LR_HIGH, log=True)
 DISTS = {"size": optuna.distributions.CategoricalDistribution(SIZES), "lr": LR}

@@ -12,8 +12,7 @@ import numpy as np
 import optuna
 import pytest
 from streamlit.testing.v1 import AppTest
-
-from paretune.search.synthetic_study import build_empty_study, build_synthetic_study
+from synthetic_study import build_empty_study, build_synthetic_study
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -281,7 +280,7 @@ def test_trial_tab_export_command(store, monkeypatch):
 
 
 def test_trial_tab_lists_the_retrained_seeds_with_their_test_figures(tmp_path, monkeypatch):
-    from paretune.search.store import RETRAINED, open_store  # noqa: PLC0415
+    from paretune.search.store.study_store import RETRAINED, open_store  # noqa: PLC0415
 
     url = f"sqlite:///{tmp_path / 'store.db'}"
     info = build_synthetic_study(url, "beta", n_trials=6, n_steps=3, fail_fraction=0.0, seed=5)
@@ -407,7 +406,7 @@ def test_live_study_with_a_dead_driver_warns(tmp_path, monkeypatch):
 
     from sqlalchemy import create_engine, update
 
-    from paretune.search.store import StudyRow, utcnow
+    from paretune.search.store.study_store import StudyRow, utcnow
 
     url = f"sqlite:///{tmp_path / 'stale.db'}"
     build_synthetic_study(
@@ -430,7 +429,7 @@ def test_live_study_with_a_dead_driver_warns(tmp_path, monkeypatch):
 
 
 def test_cli_serves_headless_on_localhost_with_the_url_in_the_environment():
-    from paretune.search import cli_dashboard
+    from paretune.search.cli import dashboard as cli_dashboard
 
     cmd = cli_dashboard.streamlit_command("127.0.0.1", 8501)
     joined = " ".join(cmd)
@@ -456,7 +455,7 @@ def test_cli_rejects_a_malformed_url_in_one_line():
         [
             sys.executable,
             "-m",
-            "paretune.search.cli",
+            "paretune.search.cli.app",
             "dashboard",
             "--storage",
             "mysql://u:secretpw@h/db",

@@ -20,8 +20,7 @@ from pathlib import Path
 
 import optuna
 import pytest
-
-from paretune.search.synthetic_study import build_synthetic_study
+from synthetic_study import build_synthetic_study
 
 pytestmark = pytest.mark.browser
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -45,7 +44,7 @@ def free_port() -> int:
 
 def dashboard_command(url: str, port: int) -> list[str]:
     script = Path(sys.executable).with_name("paretune")
-    base = [str(script)] if script.exists() else [sys.executable, "-m", "paretune.search.cli"]
+    base = [str(script)] if script.exists() else [sys.executable, "-m", "paretune.search.cli.app"]
     return [*base, "dashboard", "--storage", url, "--port", str(port)]
 
 

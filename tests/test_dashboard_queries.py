@@ -1,5 +1,5 @@
 """The dashboard's read-only queries and pure computations, against synthetic studies whose
-answers are known (search/synthetic_study.py) and against search/pareto's own computation."""
+answers are known (tests/synthetic_study.py) and against search/pareto's own computation."""
 
 from __future__ import annotations
 
@@ -14,14 +14,14 @@ import optuna
 import pandas as pd
 import pytest
 from sqlalchemy import create_engine, text
+from synthetic_study import build_empty_study, build_synthetic_study
 
 from paretune.dashboard import analysis, charts, db
 from paretune.dashboard.importance import TooFewTrials, param_importances
 from paretune.dashboard.overview import overview_frame
 from paretune.dashboard.spec_view import spec_view
 from paretune.dashboard.study_data import build_study_data
-from paretune.search import store_read
-from paretune.search.pareto import (
+from paretune.search.algorithms.pareto import (
     constraints_hold,
     dominates,
     hypervolume,
@@ -29,7 +29,7 @@ from paretune.search.pareto import (
     pareto_mask,
     to_min_form,
 )
-from paretune.search.synthetic_study import build_empty_study, build_synthetic_study
+from paretune.search.store import read as store_read
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 

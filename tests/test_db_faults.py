@@ -23,10 +23,11 @@ from sqlalchemy import event
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.pool import Pool
 
-from paretune.search import cli_study, service
-from paretune.search.driver import DriverOptions, run_study
-from paretune.search.store import is_transient, open_store, retrying
-from paretune.search.urls import StorageError
+from paretune.search.cli import study as cli_study
+from paretune.search.service import lifecycle as service
+from paretune.search.service.driver import DriverOptions, run_study
+from paretune.search.store.study_store import is_transient, open_store, retrying
+from paretune.search.store.urls import StorageError
 from paretune.spaces import parse_spec
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -248,7 +249,7 @@ def test_a_store_that_fails_for_good_mid_trial_stops_with_one_line_and_resume_re
 ):
     """A write that fails past its retries inside Ray Tune's result handling (which wraps it in
     a TuneError) still ends the command with the store's one line and status 2."""
-    from paretune.search.store import StudyStore
+    from paretune.search.store.study_store import StudyStore
 
     monkeypatch.setattr(cli_study, "TRIAL_FN", slow_fake)
     monkeypatch.chdir(tmp_path)

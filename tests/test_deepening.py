@@ -19,14 +19,14 @@ import yaml
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState
 
-from paretune.search import deepening, report, service
-from paretune.search.budget import count_budget
-from paretune.search.cli import main
-from paretune.search.driver import DriverOptions
-from paretune.search.pareto import front_trials, hypervolume, to_min_form
-from paretune.search.searcher import SearchCore
-from paretune.search.store import open_store
-from paretune.search.trainable import (
+from paretune.search.algorithms.pareto import front_trials, hypervolume, to_min_form
+from paretune.search.cli.app import main, report
+from paretune.search.service import deepening
+from paretune.search.service import lifecycle as service
+from paretune.search.service.budget import count_budget
+from paretune.search.service.driver import DriverOptions
+from paretune.search.service.searcher import SearchCore
+from paretune.search.service.trainable import (
     CHECKPOINT_FILE,
     RESUME_KEY,
     TRIAL_DIR_KEY,
@@ -34,6 +34,7 @@ from paretune.search.trainable import (
     artifact_trial_dir,
     seed_checkpoint,
 )
+from paretune.search.store.study_store import open_store
 from paretune.spaces import parse_spec
 
 SMALL_TASK = {

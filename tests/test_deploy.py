@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-from paretune.search.urls import resolve_storage
+from paretune.search.store.urls import resolve_storage
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -46,7 +46,7 @@ def test_services_ports_and_volumes():
 
 
 def test_storage_and_ray_variables_match_paretune_defaults():
-    from paretune.search import cli_dashboard
+    from paretune.search.cli import dashboard as cli_dashboard
 
     c = compose()
     pg = env_of(c["services"]["postgres"])

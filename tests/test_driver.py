@@ -20,9 +20,9 @@ import pytest
 import yaml
 from optuna.trial import TrialState
 
-from paretune.search import service
-from paretune.search.driver import DriverOptions, run_study
-from paretune.search.store import open_store
+from paretune.search.service import lifecycle as service
+from paretune.search.service.driver import DriverOptions, run_study
+from paretune.search.store.study_store import open_store
 from paretune.spaces import load_spec, parse_spec
 
 REPO = Path(__file__).resolve().parents[1]
@@ -151,7 +151,7 @@ def test_a_study_runs_every_state_on_ray(tmp_path, monkeypatch):
 
 
 class _StopOddTrials:
-    """A stand-in for paretune.search.schedulers: stops odd trials at the first rung."""
+    """A stand-in for paretune.search.algorithms.schedulers: stops odd trials at the first rung."""
 
     def __init__(self, on_decision, history):
         from ray.tune.schedulers import FIFOScheduler
@@ -185,9 +185,9 @@ def test_the_scheduler_seam_and_scheduler_stops_become_pruned(tmp_path, monkeypa
         seen.update(spec=spec, history=history)
         return _StopOddTrials(on_decision, history).scheduler
 
-    module = types.ModuleType("paretune.search.schedulers")
+    module = types.ModuleType("paretune.search.algorithms.schedulers")
     module.make_trial_scheduler = make_trial_scheduler
-    monkeypatch.setitem(sys.modules, "paretune.search.schedulers", module)
+    monkeypatch.setitem(sys.modules, "paretune.search.algorithms.schedulers", module)
     store, ctx, url = submit(tmp_path, "sched", None, n_trials=4, scheduler="mo-asha")
     outcome = run_study(
         ctx, trial_fn=fake_trainer(delay=0.05), options=DriverOptions(run_dir=str(tmp_path / "r"))

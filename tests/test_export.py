@@ -14,7 +14,7 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 from paretune.search.cli import app
-from paretune.search.store import UnknownStudyError, open_store
+from paretune.search.store.study_store import UnknownStudyError, open_store
 from paretune.spaces import (
     ModelError,
     config_from_params,
@@ -336,7 +336,7 @@ def test_export_retrains_over_seeds(study):
 
 def test_a_store_that_cannot_take_the_seed_costs_a_warning_not_the_retraining(study, monkeypatch):
     url, tmp, _ = study
-    from paretune.search import store as store_module  # noqa: PLC0415
+    from paretune.search.store import study_store as store_module  # noqa: PLC0415
 
     def refuse(*args, **kwargs):
         raise store_module.OperationalError("INSERT", {}, Exception("database is locked"))
@@ -372,7 +372,7 @@ def test_a_task_without_a_test_split_reports_no_test_figures():
 
 
 def test_the_front_shows_the_mean_test_figure_of_the_latest_retraining():
-    from paretune.search.report import pareto_table, retrained_test_figures  # noqa: PLC0415
+    from paretune.search.cli.report import pareto_table, retrained_test_figures  # noqa: PLC0415
 
     def seed(trial, seed, steps, test_accuracy):
         metrics = {"accuracy": 0.9, "test_accuracy": test_accuracy, "test_loss": 0.3}

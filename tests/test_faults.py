@@ -17,11 +17,12 @@ import yaml
 from optuna.trial import TrialState
 from torch import nn
 
-from paretune.search import ray_searcher, service
-from paretune.search.driver import DriverOptions, run_study
-from paretune.search.store import open_store
-from paretune.search.trainable import NonFiniteMetricError, check_finite
-from paretune.search.trial_results import failure_reason
+from paretune.search.service import lifecycle as service
+from paretune.search.service import ray_searcher
+from paretune.search.service.driver import DriverOptions, run_study
+from paretune.search.service.trainable import NonFiniteMetricError, check_finite
+from paretune.search.service.trial_results import failure_reason
+from paretune.search.store.study_store import open_store
 from paretune.spaces import parse_spec
 from paretune.spaces.plan import Hyperparams
 from paretune.trainers.loop import CHECKPOINT, train

@@ -9,9 +9,9 @@ import sys
 import pytest
 import yaml
 
-from paretune.search.cli import main
-from paretune.search.cli_spec import expand_params
-from paretune.search.service import model_dims
+from paretune.search.cli.app import main
+from paretune.search.cli.spec import expand_params
+from paretune.search.service.lifecycle import model_dims
 from paretune.spaces import count_trainable, load_spec, parse_spec
 from paretune.spaces.errors import UserError
 from paretune.spaces.given import config_from_given, filled_params, parameters

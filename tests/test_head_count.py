@@ -8,7 +8,7 @@ import sys
 
 import yaml
 
-from paretune.search.service import model_dims
+from paretune.search.service.lifecycle import model_dims
 from paretune.spaces import count_trainable, parse_spec, sample_config
 
 
@@ -50,7 +50,7 @@ def test_counting_the_labels_does_not_load_torch(tmp_path):
     code = (
         "import sys, yaml\n"
         "from paretune.spaces import parse_spec\n"
-        "from paretune.search.service import model_dims\n"
+        "from paretune.search.service.lifecycle import model_dims\n"
         f"spec = parse_spec({yaml.safe_dump(spec.model_dump(mode='json'))!r}).spec\n"
         "print(model_dims(spec).num_labels, 'torch' in sys.modules)\n"
     )

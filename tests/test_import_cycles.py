@@ -97,11 +97,11 @@ def test_no_module_imports_one_that_imports_it_back():
 
 
 def test_the_dashboard_reads_the_store_through_store_read_only():
-    """The dashboard imports ``paretune.search.store_read`` and ``paretune.spaces``, nothing else
+    """The dashboard imports ``paretune.search.store.read`` and ``paretune.spaces``, nothing else
     of ``paretune.search``: a store migration that the read API follows cannot leave a dashboard
     query behind, and the dashboard's front is the CLI's."""
     known = set(modules())
-    allowed = {"paretune.search", "paretune.search.store_read"}
+    allowed = {"paretune.search", "paretune.search.store", "paretune.search.store.read"}
     leaks = {
         name: sorted(m for m in imported(name, path, known) if m.startswith("paretune.search"))
         for name, path in modules().items()

@@ -52,7 +52,7 @@ def test_the_consistency_check_catches_a_missing_metric_row(overhead, sqlite_url
     """The check itself must fail on a broken store, or the test above proves nothing."""
     from sqlalchemy import delete
 
-    from paretune.search.store import MetricRow, open_store
+    from paretune.search.store.study_store import MetricRow, open_store
 
     run = overhead.run_paretune(sqlite_url, 6, 4, str(tmp_path))
     assert run.trials == 6

@@ -23,11 +23,11 @@ import pytest
 import yaml
 from optuna.trial import TrialState
 
-from paretune.search import service
-from paretune.search.driver import DriverOptions
-from paretune.search.requeue import given_params
-from paretune.search.searcher import FINISHED, SearchCore
-from paretune.search.store import creating_schema, open_store
+from paretune.search.service import lifecycle as service
+from paretune.search.service.driver import DriverOptions
+from paretune.search.service.requeue import given_params
+from paretune.search.service.searcher import FINISHED, SearchCore
+from paretune.search.store.study_store import creating_schema, open_store
 from paretune.spaces import parse_spec
 
 FAKE_MODULE = """

@@ -18,9 +18,9 @@ import pytest
 import yaml
 from optuna.trial import TrialState
 
-from paretune.search import service
-from paretune.search.driver import DriverOptions, run_study
-from paretune.search.store import open_store
+from paretune.search.service import lifecycle as service
+from paretune.search.service.driver import DriverOptions, run_study
+from paretune.search.store.study_store import open_store
 from paretune.spaces import parse_spec
 
 N_TRIALS = 4

@@ -12,17 +12,17 @@ import optuna
 import pytest
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState
+from synthetic_study import build_synthetic_study
 from typer.testing import CliRunner
 
 from paretune.dashboard.db import readonly_engine
 from paretune.dashboard.overview import overview_frame
 from paretune.dashboard.study_data import build_study_data
-from paretune.search import report, store_read
-from paretune.search.cli import app
-from paretune.search.hypervolume import HypervolumeRecorder
-from paretune.search.pareto import front_trials, hypervolume, to_min_form
-from paretune.search.store import StudyStore
-from paretune.search.synthetic_study import build_synthetic_study
+from paretune.search.algorithms.hypervolume import HypervolumeRecorder
+from paretune.search.algorithms.pareto import front_trials, hypervolume, to_min_form
+from paretune.search.cli import app, report
+from paretune.search.store import read as store_read
+from paretune.search.store.study_store import StudyStore
 from paretune.spaces import parse_spec
 
 

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 from rich.console import Console
 
-from paretune.search.progress import ProgressState, live_progress, plain_line, render
+from paretune.search.service.progress import ProgressState, live_progress, plain_line, render
 
 
 def log_console() -> tuple[Console, io.StringIO]:

@@ -7,8 +7,8 @@ import random
 import numpy as np
 import pytest
 
-from paretune.search.pareto import dominates, non_dominated_sort
-from paretune.search.ranking import (
+from paretune.search.algorithms.pareto import dominates, non_dominated_sort
+from paretune.search.algorithms.ranking import (
     EpsilonNetRanking,
     RankingStrategy,
     ScalarRanking,

@@ -10,7 +10,7 @@ import types
 
 import pytest
 
-from paretune.search import driver
+from paretune.search.service import driver
 
 
 def test_a_local_ray_starts_with_token_auth_and_no_warning(tmp_path):
@@ -20,7 +20,7 @@ def test_a_local_ray_starts_with_token_auth_and_no_warning(tmp_path):
     env["HOME"] = str(tmp_path)  # the token Ray generates goes here, not to the user's home
     code = (
         "import ray\n"
-        "from paretune.search.driver import ray_session\n"
+        "from paretune.search.service.driver import ray_session\n"
         "with ray_session(None, 1):\n"
         "    print('answer', ray.get(ray.remote(lambda: 41 + 1).remote()))\n"
     )

@@ -15,10 +15,10 @@ import pytest
 import yaml
 from optuna.trial import TrialState
 
-from paretune.search import service
-from paretune.search.driver import DriverOptions
-from paretune.search.requeue import given_params
-from paretune.search.store import open_store
+from paretune.search.service import lifecycle as service
+from paretune.search.service.driver import DriverOptions
+from paretune.search.service.requeue import given_params
+from paretune.search.store.study_store import open_store
 
 N_TRIALS = 6
 
@@ -26,8 +26,8 @@ N_TRIALS = 6
 DRIVER = r"""
 import sys, time
 from paretune.spaces import parse_spec
-from paretune.search import service
-from paretune.search.driver import DriverOptions
+from paretune.search.service import lifecycle as service
+from paretune.search.service.driver import DriverOptions
 
 def slow(spec, config, reporter, *, max_steps, eval_steps, trial_dir=None):
     lora = config.plan.get("lora")

@@ -15,10 +15,10 @@ import pytest
 import yaml
 from sized_space import SIZES, sized
 
-from paretune.search import service
-from paretune.search.searcher import SearchCore
-from paretune.search.store import open_store
-from paretune.search.trainable import ERROR_KEY
+from paretune.search.service import lifecycle as service
+from paretune.search.service.searcher import SearchCore
+from paretune.search.service.trainable import ERROR_KEY
+from paretune.search.store.study_store import open_store
 from paretune.spaces import StudySpec, parse_spec
 from paretune.spaces.errors import SpecError
 
@@ -236,7 +236,7 @@ def test_highest_rung_validates_and_an_unknown_mode_is_one_line():
 def test_a_joined_driver_learns_from_the_other_drivers_results(stores, sqlite_url):
     """Two drivers on one study (``resume --join``): each one's rung models and scheduler rungs
     take the other's results, stored after it started, and its own ones once."""
-    from paretune.search.driver import trial_scheduler  # noqa: PLC0415
+    from paretune.search.service.driver import trial_scheduler  # noqa: PLC0415
 
     def with_params(core: SearchCore, n: int, step: int) -> dict[str, Any]:
         """A result as the trainable reports it: the parameter count is an objective."""
@@ -279,7 +279,7 @@ def test_a_joined_driver_learns_from_the_other_drivers_results(stores, sqlite_ur
 
 
 def sized_asker(objectives: list[str], **kw: Any) -> Any:
-    from paretune.search.fidelity import FidelityAwareAsker
+    from paretune.search.algorithms.fidelity import FidelityAwareAsker
 
     asker = FidelityAwareAsker(
         rungs=[9],

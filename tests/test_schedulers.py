@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from paretune.search.schedulers import (
+from paretune.search.algorithms.schedulers import (
     FullFidelity,
     MOHyperband,
     MOSuccessiveHalving,
@@ -161,7 +161,7 @@ def test_without_eval_loss_equal_accuracies_fall_back_on_size() -> None:
 
 
 def test_rung_values_nudge_only_accuracy_like_objectives() -> None:
-    from paretune.search.fidelity import rung_values
+    from paretune.search.algorithms.fidelity import rung_values
 
     objectives = ["accuracy", "trainable_params"]
     values = {"accuracy": 0.5, "trainable_params": 100.0, "eval_loss": 0.7}
@@ -363,7 +363,7 @@ def _concurrent_asks(sampler: Any) -> list[tuple[Any, ...]]:
 def test_tpe_concurrent_asks_do_not_repeat_configurations(seed: int) -> None:
     import optuna
 
-    from paretune.search.samplers import make_sampler
+    from paretune.search.algorithms.samplers import make_sampler
 
     asked = _concurrent_asks(make_sampler("tpe", seed=seed))
     assert len(set(asked)) == len(asked)
@@ -458,7 +458,7 @@ def test_ray_tune_runs_the_scheduler_end_to_end(ray_local: Any, tmp_path: Any) -
 
 
 def _asker(mode: str = "highest-rung", **kw: Any) -> Any:
-    from paretune.search.fidelity import FidelityAwareAsker
+    from paretune.search.algorithms.fidelity import FidelityAwareAsker
 
     return FidelityAwareAsker(rungs=RUNGS, objectives=OBJ, directions=DIRS, seed=0, mode=mode, **kw)
 
@@ -466,7 +466,7 @@ def _asker(mode: str = "highest-rung", **kw: Any) -> Any:
 def _real_study() -> Any:
     import optuna
 
-    from paretune.search.samplers import make_sampler
+    from paretune.search.algorithms.samplers import make_sampler
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     return optuna.create_study(directions=list(DIRS), sampler=make_sampler("tpe", seed=0))
@@ -488,7 +488,7 @@ def _run(asker: Any, study: Any, n: int, last_step: Any) -> list[Any]:
 
 
 def test_rung_at_counts_a_step_for_the_highest_rung_reached() -> None:
-    from paretune.search.fidelity import rung_at
+    from paretune.search.algorithms.fidelity import rung_at
 
     assert [rung_at(RUNGS, s) for s in (0, 1, 2, 3, 8, 9, 12)] == [None, 0, 0, 1, 1, 2, 2]
 
@@ -609,7 +609,7 @@ def test_rebuild_refills_the_rung_models_from_the_store() -> None:
 def test_samplers_are_built_without_deprecated_arguments(name):
     import warnings  # noqa: PLC0415
 
-    from paretune.search.samplers import make_sampler  # noqa: PLC0415
+    from paretune.search.algorithms.samplers import make_sampler  # noqa: PLC0415
 
     with warnings.catch_warnings():
         warnings.simplefilter("error", FutureWarning)  # Optuna 5 deprecations are FutureWarnings

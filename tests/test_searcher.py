@@ -10,15 +10,15 @@ import pytest
 import yaml
 from optuna.trial import TrialState
 
-from paretune.search import service
-from paretune.search.budget import count_budget
-from paretune.search.driver import DecisionLog, rung_history, trial_scheduler
-from paretune.search.hypervolume import HypervolumeRecorder, derive_reference
-from paretune.search.pareto import front_trials
-from paretune.search.requeue import recover_orphans, requeue_interrupted
-from paretune.search.searcher import FINISHED, SearchCore
-from paretune.search.store import open_store
-from paretune.search.trainable import ERROR_KEY, eval_steps
+from paretune.search.algorithms.hypervolume import HypervolumeRecorder, derive_reference
+from paretune.search.algorithms.pareto import front_trials
+from paretune.search.service import lifecycle as service
+from paretune.search.service.budget import count_budget
+from paretune.search.service.driver import DecisionLog, rung_history, trial_scheduler
+from paretune.search.service.requeue import recover_orphans, requeue_interrupted
+from paretune.search.service.searcher import FINISHED, SearchCore
+from paretune.search.service.trainable import ERROR_KEY, eval_steps
+from paretune.search.store.study_store import open_store
 from paretune.spaces import parse_spec
 
 

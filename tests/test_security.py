@@ -18,9 +18,9 @@ import pytest
 import yaml
 from sqlalchemy import create_engine, inspect, text
 
-from paretune.search import cli_study
-from paretune.search.store import open_store
-from paretune.search.urls import mask_text, mask_url
+from paretune.search.cli import study as cli_study
+from paretune.search.store.study_store import open_store
+from paretune.search.store.urls import mask_text, mask_url
 from paretune.spaces import load_spec, parse_spec
 from paretune.spaces.errors import SpecError
 from paretune.spaces.models import ModelSource, resolve_model
@@ -132,7 +132,7 @@ def test_a_sqlite_study_keeps_no_password_from_its_spec(tmp_path):
     loaded = parse_spec(yaml.safe_dump(data), "quiet.yaml")
     url = f"sqlite:///{tmp_path / 's.db'}"
     store = open_store(url)
-    from paretune.search import service
+    from paretune.search.service import lifecycle as service
 
     try:
         service.prepare_submit(store, loaded)
@@ -211,7 +211,7 @@ def test_trust_remote_code_comes_only_from_the_spec(tmp_path):
     assert resolve_model("tiny-bert", trust_remote_code=True).trust_remote_code is False  # built-in
     assert parse_spec("study: x\n").spec.model.trust_remote_code is False
     # every caller passes the spec's flag, never a constant True
-    for path in ("search/service.py", "search/cli_spec.py", "trainers/run.py"):
+    for path in ("search/service/lifecycle.py", "search/cli/spec.py", "trainers/run.py"):
         source = (REPO / path).read_text()
         assert "trust_remote_code=spec.model.trust_remote_code" in source, path
     assert "trust_remote_code=True" not in "".join(
@@ -275,7 +275,7 @@ def test_quotes_and_semicolons_round_trip_through_the_store(tmp_path, monkeypatc
         assert store.find_study(EVIL) is None
     finally:
         store.dispose()
-    from paretune.search import store_read
+    from paretune.search.store import read as store_read
 
     engine = create_engine(url)
     try:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from paretune.search.shared_results import SharedResults
+from paretune.search.service.shared_results import SharedResults
 
 
 class Rows:

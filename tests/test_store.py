@@ -9,10 +9,10 @@ import optuna
 import pytest
 from sqlalchemy import update
 
-from paretune.search import service
-from paretune.search.driver import claim, driver_is_dead_here, driver_is_live
-from paretune.search.store import SCHEMA_VERSION, Meta, StudyRow, open_store, utcnow
-from paretune.search.urls import DEFAULT_STORAGE, ENV_STORAGE, StorageError
+from paretune.search.service import lifecycle as service
+from paretune.search.service.driver import claim, driver_is_dead_here, driver_is_live
+from paretune.search.store.study_store import SCHEMA_VERSION, Meta, StudyRow, open_store, utcnow
+from paretune.search.store.urls import DEFAULT_STORAGE, ENV_STORAGE, StorageError
 from paretune.spaces import parse_spec
 from paretune.spaces.errors import UserError
 
@@ -171,7 +171,7 @@ PG_RACE = (
 def test_optuna_tables_created_by_another_process_meanwhile_are_used(sqlite_url, monkeypatch):
     """Two processes opening a fresh PostgreSQL store at once collide in CREATE TABLE; the one
     that loses looks again instead of failing."""
-    from paretune.search import store as store_module
+    from paretune.search.store import study_store as store_module
 
     real = store_module._retrying_rdb_class()
     calls = []
@@ -188,7 +188,7 @@ def test_optuna_tables_created_by_another_process_meanwhile_are_used(sqlite_url,
 
 
 def test_other_schema_errors_are_not_retried(sqlite_url, monkeypatch):
-    from paretune.search import store as store_module
+    from paretune.search.store import study_store as store_module
 
     calls = []
 

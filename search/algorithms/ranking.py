@@ -4,7 +4,7 @@ A scheduler asks a :class:`RankingStrategy` for the order of the points recorded
 first) and promotes the head of that order; the strategy alone says what "better" means, so it can
 be swapped without touching the scheduler (the shape of syne-tune's MOASHA).
 
-Points are in minimisation form (see :func:`paretune.search.pareto.to_min_form`), one row per
+Points are in minimisation form (see :func:`paretune.search.algorithms.pareto.to_min_form`), one row per
 result. The order must depend only on the points and their row order, never on chance: callers pass
 rows in a canonical order (sorted by trial) so that a rebuilt rung ranks exactly as the original.
 
@@ -34,7 +34,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from .pareto import fronts
+from paretune.search.algorithms.pareto import fronts
 
 __all__ = [
     "RANKINGS",

@@ -5,9 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from paretune.search.store.study_store import StudyInfo, StudyStore
 from paretune.spaces import ModelDims, StudySpec
-
-from .store import StudyInfo, StudyStore
 
 
 @dataclass

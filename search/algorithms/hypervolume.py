@@ -1,6 +1,6 @@
 """The Pareto front of a study, its reference point, and the hypervolume recorded after each trial.
 
-The front is :func:`paretune.search.pareto.front_trials`: COMPLETE, feasible trials at full
+The front is :func:`paretune.search.algorithms.pareto.front_trials`: COMPLETE, feasible trials at full
 fidelity (the rule the CLI and the dashboard use too).
 
 The reference point bounds the hypervolume. It comes from ``search.reference_point`` for the
@@ -22,8 +22,13 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from .pareto import complete_feasible, front_trials, hypervolume, to_min_form
-from .store import StudyStore
+from paretune.search.algorithms.pareto import (
+    complete_feasible,
+    front_trials,
+    hypervolume,
+    to_min_form,
+)
+from paretune.search.store.study_store import StudyStore
 
 log = logging.getLogger(__name__)
 

@@ -14,12 +14,11 @@ from typing import Any
 import typer
 from rich.console import Console
 
-from paretune.search.consoles import stderr_console, stdout_console
+from paretune.search.service.consoles import stderr_console, stdout_console
+from paretune.search.service.trainable import TrialFn
+from paretune.search.store.urls import STORAGE_HELP
 from paretune.spaces.errors import UserError
 from paretune.spaces.numbers import format_hypervolume
-
-from .trainable import TrialFn
-from .urls import STORAGE_HELP
 
 # The trial function submit/resume run; None means paretune.trainers.train_trial. Tests swap in
 # a fake trainer here (a callable, or a "module:function" path importable by the Ray workers).
@@ -53,9 +52,9 @@ def _check_format(value: str, allowed: tuple[str, ...]) -> str:
 
 def _run_outcome(outcome: Any, name: str, storage: str | None) -> None:
     """Print how the run ended and the front; exit 130 when it was interrupted."""
-    from . import report  # noqa: PLC0415
-    from .service import storage_url  # noqa: PLC0415
-    from .store import open_store  # noqa: PLC0415
+    from paretune.search.cli import report  # noqa: PLC0415
+    from paretune.search.service.lifecycle import storage_url  # noqa: PLC0415
+    from paretune.search.store.study_store import open_store  # noqa: PLC0415
 
     console = _err()
     style = {"done": "green", "interrupted": "yellow", "stopped": "yellow"}.get(
@@ -101,11 +100,10 @@ def submit(
 ) -> None:
     """Create a study from SPEC and run it here, with live progress (Ctrl-C stops cleanly),
     or with --cluster as a Ray Job on a cluster."""
+    from paretune.search.service import lifecycle as service  # noqa: PLC0415
+    from paretune.search.service.driver import DriverOptions  # noqa: PLC0415
+    from paretune.search.service.progress import ProgressState, live_progress  # noqa: PLC0415
     from paretune.spaces import load_spec  # noqa: PLC0415
-
-    from . import service  # noqa: PLC0415
-    from .driver import DriverOptions  # noqa: PLC0415
-    from .progress import ProgressState, live_progress  # noqa: PLC0415
 
     loaded = load_spec(spec_path)
     url = service.storage_url(storage, loaded.spec)
@@ -144,9 +142,9 @@ def resume(
 ) -> None:
     """Run a stored study on: retry what a dead driver left, then spend the rest of the budget.
     With --max-steps M, deepen it first (iterative deepening)."""
-    from . import service  # noqa: PLC0415
-    from .driver import DriverOptions  # noqa: PLC0415
-    from .progress import ProgressState, live_progress  # noqa: PLC0415
+    from paretune.search.service import lifecycle as service  # noqa: PLC0415
+    from paretune.search.service.driver import DriverOptions  # noqa: PLC0415
+    from paretune.search.service.progress import ProgressState, live_progress  # noqa: PLC0415
 
     url = service.storage_url(storage)
     state = ProgressState(name)
@@ -171,9 +169,9 @@ def status(
     ),
 ) -> None:
     """All studies (state, trials by state, Pareto size, hypervolume), or one study's trials."""
-    from . import report  # noqa: PLC0415
-    from .service import storage_url  # noqa: PLC0415
-    from .store import open_store  # noqa: PLC0415
+    from paretune.search.cli import report  # noqa: PLC0415
+    from paretune.search.service.lifecycle import storage_url  # noqa: PLC0415
+    from paretune.search.store.study_store import open_store  # noqa: PLC0415
 
     _check_format(fmt, report.FORMATS)
     store = open_store(storage_url(storage), create=False)
@@ -219,9 +217,9 @@ def pareto(
     fmt: str = typer.Option("table", "--format", help="table, json or csv."),
 ) -> None:
     """The non-dominated COMPLETE trials: values, parameters and a readable plan."""
-    from . import report  # noqa: PLC0415
-    from .service import storage_url  # noqa: PLC0415
-    from .store import open_store  # noqa: PLC0415
+    from paretune.search.cli import report  # noqa: PLC0415
+    from paretune.search.service.lifecycle import storage_url  # noqa: PLC0415
+    from paretune.search.store.study_store import open_store  # noqa: PLC0415
 
     _check_format(fmt, report.FORMATS)
     store = open_store(storage_url(storage), create=False)
@@ -243,9 +241,9 @@ def studies(
     fmt: str = typer.Option("table", "--format", help="table or json."),
 ) -> None:
     """List the studies in the store."""
-    from . import report  # noqa: PLC0415
-    from .service import storage_url  # noqa: PLC0415
-    from .store import open_store  # noqa: PLC0415
+    from paretune.search.cli import report  # noqa: PLC0415
+    from paretune.search.service.lifecycle import storage_url  # noqa: PLC0415
+    from paretune.search.store.study_store import open_store  # noqa: PLC0415
 
     _check_format(fmt, ("table", "json"))
     store = open_store(storage_url(storage), create=False)
@@ -271,8 +269,8 @@ def stop(
 ) -> None:
     """Ask the driver of a running study to stop cleanly; `paretune resume` goes on later.
     A study submitted with --cluster: its job is stopped through Ray if it has not ended after --timeout."""
-    from .service import request_stop, storage_url  # noqa: PLC0415
-    from .store import open_store  # noqa: PLC0415
+    from paretune.search.service.lifecycle import request_stop, storage_url  # noqa: PLC0415
+    from paretune.search.store.study_store import open_store  # noqa: PLC0415
 
     store = open_store(storage_url(storage), create=False)
     try:
@@ -280,7 +278,7 @@ def stop(
     finally:
         store.dispose()
     if has_job:
-        from .cluster import stop_job  # noqa: PLC0415
+        from paretune.search.service.cluster import stop_job  # noqa: PLC0415
 
         _err().print(stop_job(name, storage=storage_url(storage), timeout_s=timeout))
         return
@@ -292,8 +290,8 @@ def logs(
     storage: str | None = _storage_opt(),
 ) -> None:
     """Print the log of the Ray Job that runs the study."""
-    from .cluster import job_logs  # noqa: PLC0415
-    from .service import storage_url  # noqa: PLC0415
+    from paretune.search.service.cluster import job_logs  # noqa: PLC0415
+    from paretune.search.service.lifecycle import storage_url  # noqa: PLC0415
 
     typer.echo(job_logs(name, storage=storage_url(storage)), nl=False)
 
@@ -306,7 +304,7 @@ def delete(
     ),
 ) -> None:
     """Delete a study: its trials, metrics, events and the Optuna study."""
-    from .service import delete as delete_study  # noqa: PLC0415
+    from paretune.search.service.lifecycle import delete as delete_study  # noqa: PLC0415
 
     _err().print(delete_study(name, storage=storage, yes=yes))
 
@@ -319,7 +317,7 @@ def _submit_job(
     address: str | None,
     resume_if_exists: bool,
 ) -> None:
-    from .cluster import submit_to_cluster  # noqa: PLC0415
+    from paretune.search.service.cluster import submit_to_cluster  # noqa: PLC0415
 
     if address:
         raise UserError("--address and --cluster exclude each other: the job runs on the cluster")
@@ -337,13 +335,13 @@ def _submit_job(
 def _job_summary(info: Any) -> dict[str, Any] | None:
     if not info.job_id:
         return None
-    from .cluster import job_summary  # noqa: PLC0415
+    from paretune.search.service.cluster import job_summary  # noqa: PLC0415
 
     return job_summary(info)
 
 
 def _masked(url: str) -> str:
-    from .urls import mask_url  # noqa: PLC0415
+    from paretune.search.store.urls import mask_url  # noqa: PLC0415
 
     return mask_url(url)
 

@@ -17,8 +17,8 @@ import logging
 import time
 from typing import Any
 
-from .searcher import SearchCore
-from .trainable import TRIAL_KEY
+from paretune.search.service.searcher import SearchCore
+from paretune.search.service.trainable import TRIAL_KEY
 
 log = logging.getLogger(__name__)
 

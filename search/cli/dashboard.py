@@ -16,7 +16,7 @@ from typing import Optional
 
 import typer
 
-from .urls import ENV_STORAGE, mask_url, resolve_storage
+from paretune.search.store.urls import ENV_STORAGE, mask_url, resolve_storage
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8501

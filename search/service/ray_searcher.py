@@ -1,5 +1,5 @@
 """The Ray Tune side of the searcher: a ``Searcher`` that maps Ray trial ids onto
-:class:`~paretune.search.searcher.SearchCore`, and a callback that hands it Ray's error text and
+:class:`~paretune.search.service.searcher.SearchCore`, and a callback that hands it Ray's error text and
 kills trials past their timeout. Ray is imported when they are made, not at module import."""
 
 from __future__ import annotations
@@ -10,11 +10,11 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from .searcher import FINISHED
-from .trainable import TRIAL_KEY
+from paretune.search.service.searcher import FINISHED
+from paretune.search.service.trainable import TRIAL_KEY
 
 if TYPE_CHECKING:
-    from .searcher import SearchCore
+    from paretune.search.service.searcher import SearchCore
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +26,7 @@ class TimeoutWatch:
     """Enforces ``search.trial_timeout_s`` on trials that stop reporting.
 
     A trial that reports past its timeout is asked to stop by its reporter (see
-    :mod:`paretune.search.trainable`). One that hangs between reports is killed here, from the
+    :mod:`paretune.search.service.trainable`). One that hangs between reports is killed here, from the
     driver: once it has run ``trial_timeout_s`` plus a grace (30 s + 5 %) its Ray actor is killed,
     and it ends FAIL with reason ``timeout``.
     """

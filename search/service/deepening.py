@@ -9,13 +9,13 @@ The driver then calls :func:`continue_front`: every feasible trial on the Pareto
 trials COMPLETE at the old top fidelity gets one continuation, a new trial with the same
 parameters and user attributes ``continues`` (the parent's number) and ``resume_checkpoint`` (the
 parent's ``checkpoint.pt``). The Ray trainable copies that file into the new trial's own
-directory before training (:func:`paretune.search.trainable.seed_checkpoint`); the parent's files
+directory before training (:func:`paretune.search.service.trainable.seed_checkpoint`); the parent's files
 are never written. Training goes on from the checkpoint's step to ``M`` on the learning-rate
 schedule of ``M`` (the linear decay is stretched to the new end from the restored step on).
 
 Continuations do not use up the budget of new trials: ``n_trials`` is raised by their number.
 A COMPLETE trial below ``max_steps`` stays in the store but leaves the Pareto front
-(:func:`paretune.search.pareto.complete_feasible`).
+(:func:`paretune.search.algorithms.pareto.complete_feasible`).
 
 Interrupted trials use the same carry-over: their retry gets ``resume_checkpoint`` pointing at the
 interrupted trial's last checkpoint (:func:`resume_attrs`).
@@ -30,15 +30,14 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
+from paretune.search.algorithms.pareto import complete_feasible, front_trials, trial_steps
+from paretune.search.service.trainable import CHECKPOINT_FILE, RESUME_KEY
+from paretune.search.store.study_store import StudyInfo, StudyStore
 from paretune.spaces import StudySpec
 from paretune.spaces.errors import UserError
 
-from .pareto import complete_feasible, front_trials, trial_steps
-from .store import StudyInfo, StudyStore
-from .trainable import CHECKPOINT_FILE, RESUME_KEY
-
 if TYPE_CHECKING:
-    from .context import StudyContext
+    from paretune.search.service.context import StudyContext
 
 log = logging.getLogger(__name__)
 

@@ -35,11 +35,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from paretune.search.store.study_store import StudyInfo, StudyStore, open_store
+from paretune.search.store.urls import (
+    ENV_STORAGE,
+    ENV_STORAGE_FILE,
+    mask_text,
+    mask_url,
+)
 from paretune.spaces import LoadedSpec
 from paretune.spaces.errors import UserError
-
-from .store import StudyInfo, StudyStore, open_store
-from .urls import ENV_STORAGE, ENV_STORAGE_FILE, mask_text, mask_url
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +125,7 @@ def submit_to_cluster(
     env: dict[str, str] | None = None,
 ) -> Submitted:
     """Create the study here and start its driver on the cluster as a Ray Job (module docstring)."""
-    from . import service  # noqa: PLC0415
+    from paretune.search.service import lifecycle as service  # noqa: PLC0415
 
     url = absolute_storage(storage)
     client = job_client(cluster)  # an unreachable cluster fails before the study is created
@@ -235,7 +239,7 @@ def stop_job(
 ) -> str:
     """Stop a study that runs as a job: ask its driver (running trials become interrupted), wait
     up to ``timeout_s`` for the job to end, then stop the job through Ray."""
-    from .driver import STOP_REQUESTED, driver_is_live  # noqa: PLC0415
+    from paretune.search.service.driver import STOP_REQUESTED, driver_is_live  # noqa: PLC0415
 
     store = open_store(storage, create=False)
     try:

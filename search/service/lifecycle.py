@@ -15,6 +15,31 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from paretune.search.algorithms.samplers import make_sampler
+from paretune.search.service.budget import count_budget
+from paretune.search.service.context import StudyContext
+from paretune.search.service.deepening import (
+    check_max_steps,
+    raise_max_steps,
+    with_max_steps,
+)
+from paretune.search.service.driver import (
+    STOP_REQUESTED,
+    DriverOptions,
+    RunOutcome,
+    busy_error,
+    driver_is_live,
+    run_study,
+)
+from paretune.search.service.progress import ProgressState
+from paretune.search.service.trainable import TrialFn
+from paretune.search.store.study_store import StudyStore, UnknownStudyError, open_store
+from paretune.search.store.urls import (
+    ENV_STORAGE,
+    StorageError,
+    resolve_storage,
+    storage_from_file,
+)
 from paretune.spaces import (
     LoadedSpec,
     ModelDims,
@@ -25,23 +50,6 @@ from paretune.spaces import (
 )
 from paretune.spaces.catalogue import OBJECTIVES
 from paretune.spaces.errors import DataError, SpecError, UserError
-
-from .budget import count_budget
-from .context import StudyContext
-from .deepening import check_max_steps, raise_max_steps, with_max_steps
-from .driver import (
-    STOP_REQUESTED,
-    DriverOptions,
-    RunOutcome,
-    busy_error,
-    driver_is_live,
-    run_study,
-)
-from .progress import ProgressState
-from .samplers import make_sampler
-from .store import StudyStore, UnknownStudyError, open_store
-from .trainable import TrialFn
-from .urls import ENV_STORAGE, StorageError, resolve_storage, storage_from_file
 
 log = logging.getLogger(__name__)
 
@@ -285,7 +293,7 @@ def resume(
     """Run a stored study on: end what a dead driver left, queue retries, spend the rest of the budget.
 
     ``max_steps`` raises the top fidelity first; the trials on the front at the old one continue
-    from their checkpoints (:mod:`paretune.search.deepening`).
+    from their checkpoints (:mod:`paretune.search.service.deepening`).
     """
     store = open_store(storage_url(storage), create=False)
     try:
@@ -351,7 +359,7 @@ def delete(name: str, *, storage: str | None = None, yes: bool = False) -> str:
 
 
 def budget_of(store: StudyStore, name: str) -> Any:
-    """The budget of a stored study (see :mod:`paretune.search.searcher` for the rules)."""
+    """The budget of a stored study (see :mod:`paretune.search.service.searcher` for the rules)."""
     import optuna  # noqa: PLC0415
 
     info = store.get_study(name)

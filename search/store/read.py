@@ -1,15 +1,15 @@
 """The store's read API: every read of a study for display, by the CLI and the dashboard.
 
-Each function takes an engine (a :class:`~paretune.search.store.StudyStore`'s, or the dashboard's
+Each function takes an engine (a :class:`~paretune.search.store.study_store.StudyStore`'s, or the dashboard's
 read-only one), runs a handful of set-based ``select()`` statements on the table objects, the
-store's own (:mod:`paretune.search.store`) and Optuna's (:mod:`paretune.search.optuna_tables`),
+store's own (:mod:`paretune.search.store.study_store`) and Optuna's (:mod:`paretune.search.store.optuna_tables`),
 never one query per trial nor Optuna's ``FrozenTrial`` loading, and returns plain pandas frames or
 dataclasses. Nothing here writes. A store migration changes the table objects, and every reader
 follows or fails in the tests.
 
 Readers also find here what they need to judge what they read, so the dashboard imports this
 module and :mod:`paretune.spaces` and nothing else of ``paretune.search``: the front rule
-(:mod:`paretune.search.pareto`), the storage URL helpers (:mod:`paretune.search.urls`) and the
+(:mod:`paretune.search.algorithms.pareto`), the storage URL helpers (:mod:`paretune.search.store.urls`) and the
 event kinds.
 """
 
@@ -28,8 +28,7 @@ from sqlalchemy import func, inspect, literal, select
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.sql import Select
 
-from . import optuna_tables as ot
-from .pareto import (
+from paretune.search.algorithms.pareto import (
     at_full_fidelity,
     candidate_mask,
     constraints_hold,
@@ -37,8 +36,15 @@ from .pareto import (
     min_form_array,
     pareto_mask,
 )
-from .store import RETRAINED, EventRow, HypervolumeRow, MetricRow, StudyRow
-from .urls import (
+from paretune.search.store import optuna_tables as ot
+from paretune.search.store.study_store import (
+    RETRAINED,
+    EventRow,
+    HypervolumeRow,
+    MetricRow,
+    StudyRow,
+)
+from paretune.search.store.urls import (
     DEFAULT_STORAGE,
     ENV_STORAGE,
     StorageError,
@@ -312,7 +318,7 @@ def trials(engine: Engine, optuna_id: int, n_objectives: int) -> pd.DataFrame:
     """One row per trial: number, state, start, complete, duration_s, v0..v{k-1}, attributes.
 
     The attribute columns (summary, trainable_params, constraints, config_hash, ...) come from the
-    user attributes; ``feasible`` is :func:`paretune.search.pareto.constraints_hold`.
+    user attributes; ``feasible`` is :func:`paretune.search.algorithms.pareto.constraints_hold`.
     """
     t, v = ot.trials.c, ot.trial_values.c
     a, sa = ot.trial_user_attributes.c, ot.trial_system_attributes.c

@@ -1,7 +1,7 @@
 """The one definition of a study's Pareto front: dominance, fronts, feasibility, fidelity, members.
 
 Everything that names a front calls this module: the scheduler's rung ranking
-(:mod:`~paretune.search.ranking`), the hypervolume history (:mod:`~paretune.search.hypervolume`),
+(:mod:`~paretune.search.algorithms.ranking`), the hypervolume history (:mod:`~paretune.search.algorithms.hypervolume`),
 ``paretune pareto`` and its JSON, the report, deepening, and the dashboard. So they cannot
 disagree about which trials are on it:
 

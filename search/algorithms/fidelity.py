@@ -49,8 +49,8 @@ from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-from .conditioned_floats import conditioned_floats
-from .samplers import make_sampler
+from paretune.search.algorithms.conditioned_floats import conditioned_floats
+from paretune.search.algorithms.samplers import make_sampler
 
 if TYPE_CHECKING:
     import optuna

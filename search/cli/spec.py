@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from paretune.search.consoles import stderr_console, stdout_console
+from paretune.search.service.consoles import stderr_console, stdout_console
 from paretune.spaces import (
     LoadedSpec,
     ModelDims,

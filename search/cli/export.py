@@ -17,11 +17,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from paretune.search.consoles import stderr_console, stdout_console
+from paretune.search.service.consoles import stderr_console, stdout_console
+from paretune.search.store.urls import STORAGE_HELP
 from paretune.spaces import with_test_metrics
 from paretune.spaces.errors import UserError
-
-from .urls import STORAGE_HELP
 
 FORMATS = ("table", "json")
 
@@ -138,8 +137,8 @@ def export(
     force: bool = typer.Option(False, "--force", help="Overwrite a non-empty --out directory."),
 ) -> None:
     """Export a COMPLETE trial's trained adapter, or retrain it over several seeds."""
-    from .service import storage_url  # noqa: PLC0415
-    from .store import open_store  # noqa: PLC0415
+    from paretune.search.service.lifecycle import storage_url  # noqa: PLC0415
+    from paretune.search.store.study_store import open_store  # noqa: PLC0415
 
     if fmt not in FORMATS:
         raise UserError(f"unknown format {fmt!r}; allowed: {', '.join(FORMATS)}")
@@ -236,7 +235,7 @@ def record_seed(
     """Keep a retrained seed's metrics in the study's event log (the dashboard's trial detail
     lists them), as soon as the seed ends: a later seed's crash loses none of them. A store that
     cannot take the event costs a warning, not the retraining."""
-    from .store import RETRAINED, open_store, root_message  # noqa: PLC0415
+    from paretune.search.store.study_store import RETRAINED, open_store, root_message  # noqa: PLC0415
 
     detail = {"seed": seed, "steps": steps, "metrics": {k: float(v) for k, v in metrics.items()}}
     try:

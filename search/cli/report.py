@@ -1,6 +1,6 @@
 """What ``paretune status``, ``studies`` and ``pareto`` show: rows read from the store, then rendered.
 
-paretune's own tables are read through :mod:`paretune.search.store_read`, as the dashboard reads
+paretune's own tables are read through :mod:`paretune.search.store.read`, as the dashboard reads
 them; the trials through Optuna's storage (its ``FrozenTrial`` objects, which the front rule and
 the budget count take).
 
@@ -28,15 +28,14 @@ from typing import Any
 
 from rich.table import Table
 
+from paretune.search.algorithms.pareto import at_fidelity, front_trials
+from paretune.search.service.budget import count_budget
+from paretune.search.service.driver import driver_is_live
+from paretune.search.service.progress import format_value
+from paretune.search.store import read as store_read
+from paretune.search.store.study_store import RETRAINED, StudyInfo, StudyStore
 from paretune.spaces import TEST_METRICS
 from paretune.spaces.numbers import format_hypervolume
-
-from . import store_read
-from .budget import count_budget
-from .driver import driver_is_live
-from .pareto import at_fidelity, front_trials
-from .progress import format_value
-from .store import RETRAINED, StudyInfo, StudyStore
 
 FORMATS = ("table", "json", "csv")
 

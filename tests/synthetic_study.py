@@ -7,12 +7,12 @@ every metric at every evaluation step in ``paretune_metrics``, the scheduler's `
 ``stop`` events, failures with their traceback, and a hypervolume row after each COMPLETE trial.
 
 Nothing is trained: accuracy grows with capacity and a well-chosen learning rate, plus noise, and
-learning curves saturate towards it. Writing goes through :mod:`paretune.search.store`'s tables
+learning curves saturate towards it. Writing goes through :mod:`paretune.search.store.study_store`'s tables
 (bulk inserts) and Optuna's API (``study.add_trials``), so a 2,000-trial study builds in seconds.
 
 Example::
 
-    from paretune.search.synthetic_study import build_synthetic_study
+    from synthetic_study import build_synthetic_study
     info = build_synthetic_study("sqlite:///demo.db", "demo", n_trials=200, n_steps=20)
     print(info.states, len(info.pareto_numbers))
 """
@@ -30,12 +30,18 @@ from typing import Any
 
 import yaml
 
+from paretune.search.algorithms.pareto import dominates, hypervolume, pareto_indices, to_min_form
+from paretune.search.store.study_store import (
+    EventRow,
+    HypervolumeRow,
+    MetricRow,
+    StudyRow,
+    StudyStore,
+    utcnow,
+)
 from paretune.spaces.catalogue import OBJECTIVES
 from paretune.spaces.plan import PeftPlan
 from paretune.spaces.spec import StudySpec
-
-from .pareto import dominates, hypervolume, pareto_indices, to_min_form
-from .store import EventRow, HypervolumeRow, MetricRow, StudyRow, StudyStore, utcnow
 
 METRIC_NAMES: tuple[str, ...] = tuple(OBJECTIVES)
 HIDDEN = 384

@@ -6,7 +6,7 @@ so that it is unit-testable and the in-process benchmark runs it as it is:
 
 - :class:`MOSuccessiveHalving` (``mo-asha``): asynchronous successive halving. When a trial
   reports at a rung, its result joins every result recorded at that rung and the
-  :class:`~paretune.search.ranking.RankingStrategy` orders them (default: non-dominated sorting,
+  :class:`~paretune.search.algorithms.ranking.RankingStrategy` orders them (default: non-dominated sorting,
   ties inside a front broken by an epsilon-net). The trial goes on when its 0-based rank is below
   ``ceil(n / eta)``, ``n`` counting the results at the rung including its own: the top ``1/eta``
   rounded up, so the first trial at a rung always goes on, and while a rung holds at most ``eta``
@@ -40,11 +40,10 @@ from typing import Any, Literal
 
 from ray.tune.schedulers.trial_scheduler import FIFOScheduler, TrialScheduler
 
+from paretune.search.algorithms.fidelity import History, rung_at, rung_values
+from paretune.search.algorithms.pareto import dominates, to_min_form
+from paretune.search.algorithms.ranking import EpsilonNetRanking, RankingStrategy, as_points
 from paretune.spaces.errors import UserError
-
-from .fidelity import History, rung_at, rung_values
-from .pareto import dominates, to_min_form
-from .ranking import EpsilonNetRanking, RankingStrategy, as_points
 
 log = logging.getLogger(__name__)
 
@@ -386,7 +385,7 @@ class ParetoTrialScheduler(FIFOScheduler):
     def follow(self, shared: Any) -> None:
         """Rank each result also among other drivers' results of the study.
 
-        ``shared`` is a :class:`~paretune.search.shared_results.SharedResults`: before each
+        ``shared`` is a :class:`~paretune.search.service.shared_results.SharedResults`: before each
         decision it is polled (rate-limited), and what it delivers is recorded at its rung."""
         shared.subscribe(lambda results: self.core.record_results(results))
         self._poll_shared = shared.poll

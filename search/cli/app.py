@@ -1,4 +1,4 @@
-"""The ``paretune`` command. Each group of commands lives in its own ``cli_*`` module.
+"""The ``paretune`` command. Each group of commands lives in its own module of this package.
 
 User errors (``paretune.spaces.errors.UserError``) print one line on stderr and exit with status 2;
 nothing here imports torch, so every command starts fast.
@@ -17,10 +17,12 @@ try:  # typer >= 0.16 vendors click
 except ImportError:  # pragma: no cover - older typer
     from click import exceptions as click_errors  # type: ignore[no-redef]
 
+from paretune.search.cli import dashboard as cli_dashboard
+from paretune.search.cli import export as cli_export
+from paretune.search.cli import spec as cli_spec
+from paretune.search.cli import study as cli_study
+from paretune.search.store.urls import mask_text
 from paretune.spaces.errors import UserError
-
-from . import cli_dashboard, cli_export, cli_spec, cli_study
-from .urls import mask_text
 
 app = typer.Typer(
     name="paretune",

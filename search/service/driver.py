@@ -6,7 +6,7 @@ with paretune's searcher and trial scheduler. Ray's files go under the study's r
 (``spec.artifacts`` or ``runs/<study>``). It returns a :class:`RunOutcome`; the study's status in
 the store says the same (``done``, ``interrupted``, ``stopped``, ``gave-up``, ``failed``).
 
-The trial scheduler comes from :func:`make_trial_scheduler` in ``paretune.search.schedulers``
+The trial scheduler comes from :func:`make_trial_scheduler` in ``paretune.search.algorithms.schedulers``
 (multi-objective ASHA / Hyperband). The seam::
 
     make_trial_scheduler(spec, on_decision, history) -> ray.tune.schedulers.TrialScheduler
@@ -38,20 +38,19 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from paretune.search.algorithms.fidelity import History
+from paretune.search.service.context import StudyContext
+from paretune.search.service.deepening import continue_front
+from paretune.search.service.progress import ProgressState
+from paretune.search.service.ray_searcher import make_error_callback, make_ray_searcher
+from paretune.search.service.recovery import make_retry_callback
+from paretune.search.service.requeue import recover_orphans
+from paretune.search.service.searcher import SearchCore
+from paretune.search.service.trainable import TRIAL_KEY, TrialFn, make_trainable
+from paretune.search.service.trial_results import rung_history
+from paretune.search.store.study_store import StudyStore, utcnow
 from paretune.spaces import StudySpec
 from paretune.spaces.errors import UserError
-
-from .context import StudyContext
-from .deepening import continue_front
-from .fidelity import History
-from .progress import ProgressState
-from .ray_searcher import make_error_callback, make_ray_searcher
-from .recovery import make_retry_callback
-from .requeue import recover_orphans
-from .searcher import SearchCore
-from .store import StudyStore, utcnow
-from .trainable import TRIAL_KEY, TrialFn, make_trainable
-from .trial_results import rung_history
 
 log = logging.getLogger(__name__)
 
@@ -217,7 +216,7 @@ def trial_scheduler(
     history: History | None = None,
     shared: Any = None,
 ) -> Any:
-    """The spec's scheduler from ``paretune.search.schedulers``; FIFO for ``none`` or until it exists.
+    """The spec's scheduler from ``paretune.search.algorithms.schedulers``; FIFO for ``none`` or until it exists.
 
     ``history``: the stored results its rungs are rebuilt from (read from the store when None);
     ``shared``: the :class:`SharedResults` of the driver's core, so that the rungs also hold what
@@ -227,7 +226,7 @@ def trial_scheduler(
     if ctx.spec.search.scheduler == "none":
         return FIFOScheduler()
     try:
-        from .schedulers import make_trial_scheduler  # type: ignore[attr-defined]  # noqa: PLC0415
+        from paretune.search.algorithms.schedulers import make_trial_scheduler  # type: ignore[attr-defined]  # noqa: PLC0415
     except ModuleNotFoundError as e:
         if e.name != f"{__package__}.schedulers":
             raise

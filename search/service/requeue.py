@@ -8,15 +8,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from paretune.search.algorithms.fidelity import record_violations
+from paretune.search.algorithms.hypervolume import HypervolumeRecorder
+from paretune.search.service.budget import requeued_numbers
+from paretune.search.service.context import StudyContext
+from paretune.search.service.deepening import resume_attrs
+from paretune.search.service.trial_results import constraint_violations
+from paretune.search.store.study_store import StudyStore
 from paretune.spaces import describe_space
-
-from .budget import requeued_numbers
-from .context import StudyContext
-from .deepening import resume_attrs
-from .fidelity import record_violations
-from .hypervolume import HypervolumeRecorder
-from .store import StudyStore
-from .trial_results import constraint_violations
 
 
 def write_curve(study: Any, trial_id: int, curve: dict[int, float]) -> None:
@@ -80,7 +79,7 @@ def requeue_interrupted(
 
     A configuration (config hash) is retried at most ``max_retries`` times; past that its last
     interrupted trial stays FAIL and counts against the budget. A retry starts from the
-    interrupted trial's last checkpoint (:func:`paretune.search.deepening.resume_attrs`).
+    interrupted trial's last checkpoint (:func:`paretune.search.service.deepening.resume_attrs`).
     Returns the requeued numbers.
     """
     from optuna.trial import TrialState  # noqa: PLC0415

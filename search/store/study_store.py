@@ -46,9 +46,13 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
+from paretune.search.store.urls import (
+    StorageError,
+    mask_text,
+    mask_url,
+    resolve_storage,
+)
 from paretune.spaces.errors import UserError
-
-from .urls import StorageError, mask_text, mask_url, resolve_storage
 
 log = logging.getLogger(__name__)
 

@@ -2,12 +2,12 @@
 
 :class:`SearchCore` holds the logic and needs no Ray, so tests drive it by calling its methods;
 the thin ``ray.tune.search.Searcher`` that maps Ray trial ids onto it is in
-:mod:`paretune.search.ray_searcher`.
+:mod:`paretune.search.service.ray_searcher`.
 
 Trial life cycle (Optuna states):
 
 - ask: an enqueued retry first; otherwise the rung model of ``search.sampler_fidelity``
-  (:class:`~paretune.search.fidelity.FidelityAwareAsker`, rebuilt from the store on start)
+  (:class:`~paretune.search.algorithms.fidelity.FidelityAwareAsker`, rebuilt from the store on start)
   proposes a configuration and enqueues it; ``spaces`` samples it into a plan. A plan over
   ``constraints.max_trainable_params`` is never trained: it is told FAIL with user attribute
   ``rejected`` and an event ``rejected``, and the next one is asked.
@@ -21,9 +21,9 @@ Trial life cycle (Optuna states):
   event ``trial_failed`` keep the traceback); FAIL with ``interrupted`` when the driver stops under
   it, then queued again with the same parameters while its configuration has retries left.
 
-The budget's rules are in :mod:`paretune.search.budget`; ending the trials a dead driver left
-and queueing retries in :mod:`paretune.search.requeue`; the Ray Tune ``Searcher`` and callback
-in :mod:`paretune.search.ray_searcher`.
+The budget's rules are in :mod:`paretune.search.service.budget`; ending the trials a dead driver left
+and queueing retries in :mod:`paretune.search.service.requeue`; the Ray Tune ``Searcher`` and callback
+in :mod:`paretune.search.service.ray_searcher`.
 """
 
 from __future__ import annotations
@@ -37,24 +37,27 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from paretune.spaces import (
-    count_trainable,
-    describe_space,
-    sample_config,
-    startup_params,
+from paretune.search.algorithms.fidelity import (
+    N_STARTUP_TRIALS,
+    FidelityAwareAsker,
+    History,
+    record_violations,
 )
-
-from .ask_lock import ask_lock
-from .budget import Budget, count_budget, trailing_rejections
-from .context import StudyContext
-from .deepening import resume_config
-from .fidelity import N_STARTUP_TRIALS, FidelityAwareAsker, History, record_violations
-from .hypervolume import HypervolumeRecorder
-from .pareto import front_trials
-from .progress import ProgressState
-from .requeue import mark_interrupted, pruned_curves_allowed, requeue_interrupted, write_curve
-from .shared_results import SharedResults
-from .trainable import (
+from paretune.search.algorithms.hypervolume import HypervolumeRecorder
+from paretune.search.algorithms.pareto import front_trials
+from paretune.search.service.ask_lock import ask_lock
+from paretune.search.service.budget import Budget, count_budget, trailing_rejections
+from paretune.search.service.context import StudyContext
+from paretune.search.service.deepening import resume_config
+from paretune.search.service.progress import ProgressState
+from paretune.search.service.requeue import (
+    mark_interrupted,
+    pruned_curves_allowed,
+    requeue_interrupted,
+    write_curve,
+)
+from paretune.search.service.shared_results import SharedResults
+from paretune.search.service.trainable import (
     ERROR_KEY,
     NODE_KEY,
     STEP_KEY,
@@ -62,7 +65,7 @@ from .trainable import (
     TRIAL_DIR_KEY,
     TRIAL_KEY,
 )
-from .trial_results import (
+from paretune.search.service.trial_results import (
     constraint_violations,
     failure_reason,
     is_number,
@@ -70,7 +73,13 @@ from .trial_results import (
     rung_history,
     with_trainable_params,
 )
-from .urls import StorageError
+from paretune.search.store.urls import StorageError
+from paretune.spaces import (
+    count_trainable,
+    describe_space,
+    sample_config,
+    startup_params,
+)
 
 log = logging.getLogger(__name__)
 
@@ -186,7 +195,7 @@ class SearchCore:
         """A Ray config for the next trial, or FINISHED when the budget is spent or the study gave up.
 
         The budget check and the ask hold the study's ask lock: drivers sharing a study never
-        overshoot the budget (:mod:`paretune.search.ask_lock`)."""
+        overshoot the budget (:mod:`paretune.search.service.ask_lock`)."""
         with self._lock, ask_lock(self.store, self.ctx.study_id):
             if self.stopping or self.gave_up or self.finished:
                 return FINISHED

@@ -6,12 +6,11 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+from paretune.search.algorithms.fidelity import History
+from paretune.search.service.trainable import KEYS_KEY
+from paretune.search.store.study_store import StudyStore
 from paretune.spaces import StudySpec
 from paretune.spaces.catalogue import METRIC_NAMES
-
-from .fidelity import History
-from .store import StudyStore
-from .trainable import KEYS_KEY
 
 
 def rung_history(store: StudyStore, study_id: int) -> list[tuple[int, int, dict[str, float]]]:

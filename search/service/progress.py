@@ -19,7 +19,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from paretune.search.consoles import stderr_console
+from paretune.search.service.consoles import stderr_console
 from paretune.spaces.numbers import format_hypervolume
 
 
