@@ -281,6 +281,12 @@ def startup_params(space: Any, dims: ModelDims, layers: list[int], n: int) -> li
 RATE_AT_REFERENCE, REFERENCE_PARAMS, RATE_SLOPE = 3e-2, 2306.0, 0.553
 
 
+def ideal_rate(trainable_params: float) -> float:
+    """The learning rate real fine-tunes found best at this many trainable parameters:
+    ``RATE_AT_REFERENCE * (trainable_params / REFERENCE_PARAMS) ** -RATE_SLOPE``."""
+    return RATE_AT_REFERENCE * (max(trainable_params, 1.0) / REFERENCE_PARAMS) ** -RATE_SLOPE
+
+
 def startup_rate(trainable_params: float, dim: Any) -> float | None:
     """The start-up trial's learning rate for its size: ``RATE_AT_REFERENCE`` times
     ``(trainable_params / REFERENCE_PARAMS) ** -RATE_SLOPE``, inside a searched range (clipped) or
@@ -291,7 +297,7 @@ def startup_rate(trainable_params: float, dim: Any) -> float | None:
     1e-2, LoRA r16 on every projection diverges at 1e-2), and the family looks worse than it is."""
     from .dims import FloatRange  # noqa: PLC0415
 
-    ideal = RATE_AT_REFERENCE * (max(trainable_params, 1.0) / REFERENCE_PARAMS) ** -RATE_SLOPE
+    ideal = ideal_rate(trainable_params)
     if isinstance(dim, FloatRange):
         return float(min(max(ideal, dim.low), dim.high))
     if isinstance(dim, list) and len(dim) > 1 and all(float(v) > 0 for v in dim):
@@ -308,6 +314,7 @@ __all__ = [
     "combinations",
     "dimensions",
     "draw",
+    "ideal_rate",
     "parse_choice",
     "startup_params",
     "startup_rate",

@@ -49,6 +49,31 @@ def test_the_rate_follows_the_proposals_size(size):
     assert abs(math.log10(chosen["lr"]) - best_log_lr(size)) < 0.25
 
 
+def test_an_anchor_carries_what_large_plans_taught_to_a_small_one():
+    """Results only at large sizes: unanchored, a small plan gets their rate (too low for it,
+    as small real plans then stay at the majority class); anchored on the size's rate law, it
+    gets the rate that suits it."""
+    large_only = results([10_000, 100_000], [-4.0, -3.75, -3.5, -3.25, -3.0])
+    proposal = {"size": 10, "lr": 1e-4}
+    plain = conditioned_floats(proposal, DISTS, 10.0, large_only, maximize=True)
+    anchored = conditioned_floats(
+        proposal, DISTS, 10.0, large_only, maximize=True,
+        anchors={"lr": lambda size: 10 ** best_log_lr(size)},
+    )  # fmt: skip
+    assert plain is not None and anchored is not None
+    assert math.log10(plain["lr"]) < best_log_lr(10) - 0.4  # the large plans' rate
+    assert abs(math.log10(anchored["lr"]) - best_log_lr(10)) < 0.25
+
+
+def test_the_asker_anchors_the_learning_rate_on_the_size_law():
+    from paretune.search.algorithms.fidelity import RATE_ANCHORS
+    from paretune.spaces.combine import ideal_rate
+
+    assert RATE_ANCHORS == {"learning_rate": ideal_rate}
+    assert ideal_rate(2306) == pytest.approx(3e-2)
+    assert ideal_rate(2306 * 10**1.8) == pytest.approx(3e-3, rel=0.02)
+
+
 def test_a_size_between_the_observed_ones_gets_a_rate_between_theirs():
     chosen = conditioned_floats({"size": 100, "lr": 1e-2}, DISTS, 100.0, OBSERVED, maximize=True)
     assert chosen is not None

@@ -20,7 +20,7 @@ Deterministic: the answer depends on the observations and the proposal only.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -93,13 +93,21 @@ def conditioned_floats(
     *,
     maximize: bool,
     seed: int = 0,
+    anchors: Mapping[str, Callable[[float], float]] | None = None,
 ) -> dict[str, float] | None:
     """The proposal's continuous values chosen for its known objective ``known``, or None.
 
     ``observations`` are full-fidelity results: (parameters, known objective, the other
     objective). None when the proposal has no continuous parameter or fewer than
     :data:`MIN_OBSERVATIONS` results carry all of them.
+
+    ``anchors`` maps a parameter to the value expected best at a known objective (the learning
+    rate that suits a size, :func:`paretune.spaces.combine.ideal_rate`); the model then sees that
+    parameter as its offset from the anchor (in the unit box), so what it learnt at one size moves
+    along the anchor's law to another. Without it, a few results at one size set every size's
+    rate: small plans get the rate of large ones and stay at the majority class.
     """
+    anchors = {n: f for n, f in (anchors or {}).items()}
     names = sorted(n for n in proposal if n in distributions and _is_float(distributions[n]))
     rows = [
         (params, k, v)
@@ -109,9 +117,14 @@ def conditioned_floats(
     if not names or len(rows) < MIN_OBSERVATIONS:
         return None
     z_top = max(math.log1p(max(k, 0.0)) for _, k, _ in rows) or 1.0
+
+    def shift(n: str, k: float) -> float:
+        anchor = anchors.get(n)
+        return _to_unit(anchor(k), distributions[n]) if anchor is not None else 0.0
+
     x = np.array(
         [
-            [_to_unit(params[n], distributions[n]) for n in names]
+            [_to_unit(params[n], distributions[n]) - shift(n, k) for n in names]
             + [math.log1p(max(k, 0.0)) / z_top]
             for params, k, _ in rows
         ]
@@ -124,6 +137,7 @@ def conditioned_floats(
         grid = np.random.default_rng(seed).random((POINTS, len(names)))
         grid = np.vstack([grid, [[_to_unit(proposal[n], distributions[n]) for n in names]]])
     z = np.full((len(grid), 1), math.log1p(max(known, 0.0)) / z_top)
-    mean, sd = gp.predict(np.hstack([grid, z]))
+    offsets = np.array([shift(n, known) for n in names])
+    mean, sd = gp.predict(np.hstack([grid - offsets, z]))
     best = grid[int(np.argmax(mean + sd))]
     return {n: _from_unit(float(u), distributions[n]) for n, u in zip(names, best, strict=True)}

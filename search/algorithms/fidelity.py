@@ -51,6 +51,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from paretune.search.algorithms.conditioned_floats import conditioned_floats
 from paretune.search.algorithms.samplers import make_sampler
+from paretune.spaces.combine import ideal_rate
 
 if TYPE_CHECKING:
     import optuna
@@ -59,6 +60,8 @@ log = logging.getLogger(__name__)
 
 N_STARTUP_TRIALS = 10  # observations of a rung before its model is fitted (random, or the design)
 CANDIDATES = 8  # proposals a fitted rung model makes per ask when an objective is known up front
+# the learning rate is modelled as its offset from the rate that suits the plan's size
+RATE_ANCHORS: dict[str, Callable[[float], float]] = {"learning_rate": ideal_rate}
 KNOWN_ATTR = "known_objective"  # a pending model trial's value of that objective
 CONDITIONED_ATTR = "tpe_floats"  # a trial's continuous values as TPE proposed them, when replaced
 SamplerFidelity = Literal["full", "highest-rung"]
@@ -372,6 +375,7 @@ class FidelityAwareAsker:
             observations,
             maximize=self.directions[other] == "maximize",
             seed=(self.seed + 104_729 * number) % 2**32,
+            anchors=RATE_ANCHORS if self.known_objective == "trainable_params" else None,
         )
         if floats is None or all(chosen.params[n] == v for n, v in floats.items()):
             return chosen
