@@ -20,7 +20,8 @@ from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState
 
 from paretune.search.algorithms.pareto import front_trials, hypervolume, to_min_form
-from paretune.search.cli.app import main, report
+from paretune.search.cli import report
+from paretune.search.cli.app import main
 from paretune.search.service import deepening
 from paretune.search.service import lifecycle as service
 from paretune.search.service.budget import count_budget
