@@ -17,8 +17,8 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from paretune.search.cli import app
 from paretune.search.cli import study as cli_study
+from paretune.search.cli.app import app
 from paretune.search.store.study_store import UnknownStudyError, open_store
 from paretune.search.store.urls import StorageError
 from paretune.spaces.errors import UserError

@@ -26,7 +26,7 @@ import yaml
 from optuna.trial import TrialState
 from typer.testing import CliRunner
 
-from paretune.search.cli import app
+from paretune.search.cli.app import app
 from paretune.search.service import cluster
 from paretune.search.store.study_store import open_store
 from paretune.spaces import parse_spec

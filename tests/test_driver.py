@@ -303,7 +303,7 @@ def test_every_complete_trial_of_a_mo_hyperband_study_exports_in_peft_format(tmp
     from peft import PeftModel
     from typer.testing import CliRunner
 
-    from paretune.search.cli import app
+    from paretune.search.cli.app import app
     from paretune.spaces import config_from_params, dims_from_config, resolve_model
     from paretune.trainers import build_trial_model
     from paretune.trainers.models import load_model

@@ -13,7 +13,7 @@ from optuna.distributions import CategoricalDistribution
 from rich.console import Console
 from typer.testing import CliRunner
 
-from paretune.search.cli import app
+from paretune.search.cli.app import app
 from paretune.search.store.study_store import UnknownStudyError, open_store
 from paretune.spaces import (
     ModelError,

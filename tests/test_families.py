@@ -9,7 +9,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from paretune.search.cli import app
+from paretune.search.cli.app import app
 from paretune.spaces import (
     ModelError,
     SpecError,

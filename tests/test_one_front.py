@@ -20,7 +20,8 @@ from paretune.dashboard.overview import overview_frame
 from paretune.dashboard.study_data import build_study_data
 from paretune.search.algorithms.hypervolume import HypervolumeRecorder
 from paretune.search.algorithms.pareto import front_trials, hypervolume, to_min_form
-from paretune.search.cli import app, report
+from paretune.search.cli import report
+from paretune.search.cli.app import app
 from paretune.search.store import read as store_read
 from paretune.search.store.study_store import StudyStore
 from paretune.spaces import parse_spec
