@@ -107,7 +107,7 @@ def conditioned_floats(
     along the anchor's law to another. Without it, a few results at one size set every size's
     rate: small plans get the rate of large ones and stay at the majority class.
     """
-    anchors = {n: f for n, f in (anchors or {}).items()}
+    anchors = dict(anchors or {})
     names = sorted(n for n in proposal if n in distributions and _is_float(distributions[n]))
     rows = [
         (params, k, v)

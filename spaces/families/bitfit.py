@@ -27,9 +27,9 @@ from typing import Any, ClassVar, Literal
 from pydantic import field_validator, model_validator
 
 from ..architectures import ModelDims
-from ..dims import Strict, suggest, unique_list
+from ..dims import Strict, unique_list
 from .base import BIAS, Family, Problem, layer_ranges
-from .placement import MASK_CHOICES, Mask, SwitchMode, check_mode_mask, mask_dimensions, sample_mask
+from .placement import Mask, SwitchMode, check_mode_mask, sample_switches, switch_dimensions
 from .stored import Placement
 
 NORMS = "norms"
@@ -101,23 +101,12 @@ class BitfitFamily(Family):
     def dimensions(
         self, space: BitfitSpace, dims: ModelDims, layers: list[int]
     ) -> list[tuple[str, int | None]]:
-        if space.mode == "all":
-            return []
-        if space.mode == "shared":
-            return mask_dimensions(self.name, space.mask, layers)
-        return [(f"bitfit.on.L{layer}", 2) for layer in layers]
+        return switch_dimensions(self.name, space.mode, space.mask, layers)
 
     def sample(
         self, trial: Any, space: BitfitSpace, dims: ModelDims, layers: list[int]
     ) -> BitfitPlan | None:
-        if space.mode == "all":
-            chosen = list(layers)
-        elif space.mode == "shared":
-            chosen = sample_mask(trial, self.name, space.mask, layers)
-        else:
-            chosen = [
-                layer for layer in layers if suggest(trial, f"bitfit.on.L{layer}", MASK_CHOICES)
-            ]
+        chosen = sample_switches(trial, self.name, space.mode, space.mask, layers)
         biases = space.resolve_biases(dims)
         return BitfitPlan(tuple(chosen), tuple(biases)) if chosen and biases else None
 

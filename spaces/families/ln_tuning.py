@@ -26,9 +26,9 @@ from typing import Any, ClassVar, Literal
 from pydantic import field_validator, model_validator
 
 from ..architectures import ModelDims
-from ..dims import Strict, suggest, unique_list
+from ..dims import Strict, unique_list
 from .base import BIAS, PEFT_LAYER, Family, Problem, Refusal, layer_ranges
-from .placement import MASK_CHOICES, Mask, SwitchMode, check_mode_mask, mask_dimensions, sample_mask
+from .placement import Mask, SwitchMode, check_mode_mask, sample_switches, switch_dimensions
 from .stored import Placement
 
 
@@ -86,23 +86,12 @@ class LnTuningFamily(Family):
     def dimensions(
         self, space: LnTuningSpace, dims: ModelDims, layers: list[int]
     ) -> list[tuple[str, int | None]]:
-        if space.mode == "all":
-            return []
-        if space.mode == "shared":
-            return mask_dimensions(self.name, space.mask, layers)
-        return [(f"ln_tuning.on.L{layer}", 2) for layer in layers]
+        return switch_dimensions(self.name, space.mode, space.mask, layers)
 
     def sample(
         self, trial: Any, space: LnTuningSpace, dims: ModelDims, layers: list[int]
     ) -> LnTuningPlan | None:
-        if space.mode == "all":
-            chosen = list(layers)
-        elif space.mode == "shared":
-            chosen = sample_mask(trial, self.name, space.mask, layers)
-        else:
-            chosen = [
-                layer for layer in layers if suggest(trial, f"ln_tuning.on.L{layer}", MASK_CHOICES)
-            ]
+        chosen = sample_switches(trial, self.name, space.mode, space.mask, layers)
         norms = space.resolve_norms(dims)
         return LnTuningPlan(tuple(chosen), tuple(norms)) if chosen and norms else None
 

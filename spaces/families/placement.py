@@ -90,6 +90,27 @@ def mask_dimensions(family: str, mask: str, layers: list[int]) -> list[tuple[str
     return [(mask_name(family, mask, layer), 2) for layer in layers]
 
 
+def switch_dimensions(
+    family: str, mode: str, mask: str, layers: list[int]
+) -> list[tuple[str, int | None]]:
+    """A per-block family's searched switches: none (``all``), the layer mask (``shared``) or
+    one ``<family>.on.L<i>`` per block (``per-layer``)."""
+    if mode == "all":
+        return []
+    if mode == "shared":
+        return mask_dimensions(family, mask, layers)
+    return [(f"{family}.on.L{layer}", 2) for layer in layers]
+
+
+def sample_switches(trial: Any, family: str, mode: str, mask: str, layers: list[int]) -> list[int]:
+    """The blocks a per-block family sits on, drawn as :func:`switch_dimensions` names them."""
+    if mode == "all":
+        return list(layers)
+    if mode == "shared":
+        return sample_mask(trial, family, mask, layers)
+    return [layer for layer in layers if suggest(trial, f"{family}.on.L{layer}", MASK_CHOICES)]
+
+
 def sample_mask(trial: Any, family: str, mask: str, layers: list[int]) -> list[int]:
     """The layers the mask switches on (every layer's bit is drawn, so parameters stay stable)."""
     return [
