@@ -5,12 +5,13 @@ Imports nothing of the rest of paretune and never torch, so the CLI and the driv
 
 from __future__ import annotations
 
-from .architectures import ARCHITECTURES, ModelDims, TargetShape, dims_from_config
+from .architectures import ModelDims, TargetShape
 from .catalogue import OBJECTIVES, TEST_METRICS, ObjectiveInfo, with_test_metrics
 from .errors import DataError, ModelError, SpecError, UserError
 from .families import FAMILIES
 from .loader import LoadedSpec, load_spec, parse_spec
 from .models import BUILTIN_ALIASES, ModelSource, resolve_model
+from .module_tree import dims_from_config
 from .plan import Hyperparams, PeftPlan, TrialConfig
 from .space import (
     SpaceSummary,
@@ -24,7 +25,6 @@ from .space import (
 from .spec import SearchSpec, SpaceSpec, StudySpec, TaskSpec
 
 __all__ = [
-    "ARCHITECTURES",
     "BUILTIN_ALIASES",
     "FAMILIES",
     "OBJECTIVES",

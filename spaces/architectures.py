@@ -1,28 +1,25 @@
-"""Model architectures: the one table of module names and shapes, read from a config alone.
+"""Model dimensions: what placement and the parameter counts need to know about a model.
 
-Everything paretune needs to place adapters and count parameters (layers, hidden sizes, the
-projections of each block with their shapes, the classification head) comes from the model's
-``config.json``, without loading weights or importing torch. Supporting a new architecture is one
-entry in :data:`ARCHITECTURES`.
+:class:`ModelDims` is read off the model's module tree built on the meta device from its config
+(:mod:`paretune.spaces.module_tree`), so every Hugging Face encoder or decoder works without a
+hand-written table.
 
 Target names are generic so a spec reads the same on every architecture: ``query``, ``key``,
-``value``, ``attention_output``, ``intermediate``, ``output`` (and ``gate`` on gated MLPs,
-``qkv`` where the three are fused).
+``value``, ``attention_output``, ``gate``, ``intermediate``, ``output`` (``qkv`` where the three
+are fused); ``q``, ``k``, ``v``, ``o``, ``up`` and ``down`` are accepted for them
+(:data:`TARGET_ALIASES`). A projection that cannot be named keeps its path in the block.
 
-The PEFT families read more than names from the table: IA3 scales the input of
-``ffn_output_target`` (its feed-forward module) and the output of every other target; BitFit
-trains the biases a ``TargetShape`` marks and the block's norms when ``norm_bias``; the serial
-adapter transforms the output of ``ffn_output_target``; the parallel adapter reads the input of
-``ffn_input_target`` and adds to the output of ``ffn_output_target``.
+The PEFT families read more than names: IA3 scales the input of ``ffn_output_target`` (its
+feed-forward module) and the output of every other target; BitFit trains the biases a
+``TargetShape`` marks and the block's norms; the serial adapter transforms the output of
+``ffn_output_target``; the parallel adapter reads the input of ``ffn_input_target`` and adds to
+the output of ``ffn_output_target``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
-
-from .errors import ModelError
 
 
 @dataclass(frozen=True)
@@ -64,6 +61,9 @@ class ModelDims:
     # the longest input the position embeddings allow (None: rotary or relative positions, no
     # hard limit): a longer task.max_length crashes in the embeddings, so validate refuses it
     max_positions: int | None = None
+    task: str = "classification"  # "causal_lm": the head is the frozen LM head, counted as 0
+    aliases: dict[str, str] = field(default_factory=dict)  # real path in a block -> generic name
+    takes_past_key_values: bool = True  # peft's prefix tuning needs it (DeBERTa, DistilBERT: no)
 
     def block(self, i: int) -> str:
         return f"{self.block_path}.{i}"
@@ -75,139 +75,41 @@ class ModelDims:
     def head_params(self) -> int:
         return sum(self.head.values())
 
+    def resolve_targets(self, names: Any) -> list[str]:
+        """``names`` as this model knows them, in order, without duplicates: aliases made generic
+        (``q`` -> ``query``), ``all`` expanded to every projection of a block, and ``query``,
+        ``key``, ``value`` placed on the fused ``qkv`` where the model fuses them (GPT-2, Phi-3,
+        GPT-NeoX, ModernBERT). A name the model lacks is kept, for :meth:`target_problem`."""
+        out: list[str] = []
+        for raw in [names] if isinstance(names, str) else list(names):
+            name = canonical_target(str(raw))
+            if name == ALL_TARGETS:
+                expanded = list(self.targets)
+            elif (
+                name in ("query", "key", "value")
+                and name not in self.targets
+                and "qkv" in self.targets
+            ):
+                expanded = ["qkv"]
+            else:
+                expanded = [name]
+            out += [t for t in expanded if t not in out]
+        return out
+
+    def target_problem(self, name: str) -> str | None:
+        """None for a target of this model, else a one-line reason naming what is allowed."""
+        if name in self.targets:
+            return None
+        allowed = ", ".join(self.targets)
+        if name in self.aliases:
+            return f"{name!r} is {self.aliases[name]!r} on {self.model_type}: write {self.aliases[name]}"
+        return f"unknown target {name!r} for {self.model_type}; allowed: {allowed} (or all)"
+
     def describe(self) -> str:
         return (
             f"{self.arch} ({self.model_type}): {self.n_layers} layers, hidden {self.hidden}, "
             f"intermediate {self.intermediate}, {self.n_heads} heads"
         )
-
-
-@dataclass(frozen=True)
-class Architecture:
-    name: str
-    model_types: tuple[str, ...]
-    dims: Callable[[dict[str, Any], int], ModelDims]
-
-
-def _get(cfg: dict[str, Any], *keys: str, default: Any = None) -> Any:
-    for k in keys:
-        if cfg.get(k) is not None:
-            return cfg[k]
-    if default is not None:
-        return default
-    raise ModelError(f"model config lacks {' / '.join(keys)}; paretune needs it to place adapters")
-
-
-def _bert(cfg: dict[str, Any], num_labels: int) -> ModelDims:
-    h = _get(cfg, "hidden_size")
-    i = _get(cfg, "intermediate_size")
-    prefix = cfg.get("model_type", "bert")
-    prefix = "roberta" if prefix == "roberta" else "bert"
-    targets = {
-        "query": TargetShape("attention.self.query", h, h, True),
-        "key": TargetShape("attention.self.key", h, h, True),
-        "value": TargetShape("attention.self.value", h, h, True),
-        "attention_output": TargetShape("attention.output.dense", h, h, True),
-        "intermediate": TargetShape("intermediate.dense", h, i, True),
-        "output": TargetShape("output.dense", i, h, True),
-    }
-    if prefix == "roberta":  # RobertaClassificationHead: dense + out_proj
-        head = {"classifier": h * h + h + h * num_labels + num_labels}
-    else:
-        head = {"classifier": h * num_labels + num_labels}
-    heads = _get(cfg, "num_attention_heads")
-    return ModelDims(
-        arch="bert",
-        model_type=cfg.get("model_type", "bert"),
-        n_layers=_get(cfg, "num_hidden_layers"),
-        hidden=h,
-        intermediate=i,
-        n_heads=heads,
-        n_kv_heads=heads,
-        head_dim=h // heads,
-        vocab_size=_get(cfg, "vocab_size"),
-        num_labels=num_labels,
-        block_path=f"{prefix}.encoder.layer",
-        embeddings=f"{prefix}.embeddings",
-        targets=targets,
-        head=head,
-        norms_per_block={"attention.output.LayerNorm": h, "output.LayerNorm": h},
-    )
-
-
-def _llama(cfg: dict[str, Any], num_labels: int) -> ModelDims:
-    h = _get(cfg, "hidden_size")
-    i = _get(cfg, "intermediate_size")
-    nh = _get(cfg, "num_attention_heads")
-    nkv = _get(cfg, "num_key_value_heads", default=nh)
-    hd = cfg.get("head_dim") or h // nh
-    ab = bool(cfg.get("attention_bias", False))
-    mb = bool(cfg.get("mlp_bias", False))
-    targets = {
-        "query": TargetShape("self_attn.q_proj", h, nh * hd, ab),
-        "key": TargetShape("self_attn.k_proj", h, nkv * hd, ab),
-        "value": TargetShape("self_attn.v_proj", h, nkv * hd, ab),
-        "attention_output": TargetShape("self_attn.o_proj", nh * hd, h, ab),
-        "gate": TargetShape("mlp.gate_proj", h, i, mb),
-        "intermediate": TargetShape("mlp.up_proj", h, i, mb),
-        "output": TargetShape("mlp.down_proj", i, h, mb),
-    }
-    return ModelDims(
-        arch="llama",
-        model_type=cfg.get("model_type", "llama"),
-        n_layers=_get(cfg, "num_hidden_layers"),
-        hidden=h,
-        intermediate=i,
-        n_heads=nh,
-        n_kv_heads=nkv,
-        head_dim=hd,
-        vocab_size=_get(cfg, "vocab_size"),
-        num_labels=num_labels,
-        block_path="model.layers",
-        embeddings="model.embed_tokens",
-        targets=targets,
-        head={"score": h * num_labels},
-        norm_bias=False,
-        norms_per_block={"input_layernorm": h, "post_attention_layernorm": h},
-    )
-
-
-def _gpt2(cfg: dict[str, Any], num_labels: int) -> ModelDims:
-    h = _get(cfg, "n_embd", "hidden_size")
-    i = cfg.get("n_inner") or 4 * h
-    nh = _get(cfg, "n_head", "num_attention_heads")
-    targets = {
-        "qkv": TargetShape("attn.c_attn", h, 3 * h, True, "conv1d"),
-        "attention_output": TargetShape("attn.c_proj", h, h, True, "conv1d"),
-        "intermediate": TargetShape("mlp.c_fc", h, i, True, "conv1d"),
-        "output": TargetShape("mlp.c_proj", i, h, True, "conv1d"),
-    }
-    return ModelDims(
-        arch="gpt2",
-        model_type="gpt2",
-        n_layers=_get(cfg, "n_layer", "num_hidden_layers"),
-        hidden=h,
-        intermediate=i,
-        n_heads=nh,
-        n_kv_heads=nh,
-        head_dim=h // nh,
-        vocab_size=_get(cfg, "vocab_size"),
-        num_labels=num_labels,
-        block_path="transformer.h",
-        targets=targets,
-        head={"score": h * num_labels},
-        norms_per_block={"ln_1": h, "ln_2": h},
-    )
-
-
-ARCHITECTURES: dict[str, Architecture] = {
-    a.name: a
-    for a in (
-        Architecture("bert", ("bert", "roberta"), _bert),
-        Architecture("llama", ("llama", "mistral", "qwen2"), _llama),
-        Architecture("gpt2", ("gpt2",), _gpt2),
-    )
-}
 
 
 # model types whose positions are a learned table with a hard end (rotary ones have none)
@@ -230,15 +132,17 @@ def position_limit(cfg: dict[str, Any]) -> int | None:
     return limit
 
 
-def dims_from_config(cfg: dict[str, Any], num_labels: int = 2) -> ModelDims:
-    """ModelDims for a config dict; an unknown architecture names what paretune would need."""
-    model_type = cfg.get("model_type")
-    for arch in ARCHITECTURES.values():
-        if model_type in arch.model_types:
-            return replace(arch.dims(cfg, num_labels), max_positions=position_limit(cfg))
-    known = ", ".join(t for a in ARCHITECTURES.values() for t in a.model_types)
-    raise ModelError(
-        f"unsupported architecture model_type={model_type!r}: paretune needs an entry in "
-        f"paretune.spaces.architectures.ARCHITECTURES naming its block path, projections and head "
-        f"(supported: {known})"
-    )
+def canonical_target(name: str) -> str:
+    """The generic target a user's name stands for (``q`` -> ``query``); others unchanged."""
+    return TARGET_ALIASES.get(name, name)
+
+
+ALL_TARGETS = "all"  # every projection of a block
+TARGET_ALIASES = {
+    "q": "query",
+    "k": "key",
+    "v": "value",
+    "o": "attention_output",
+    "up": "intermediate",
+    "down": "output",
+}

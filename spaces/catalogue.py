@@ -11,14 +11,35 @@ class ObjectiveInfo:
     direction: str  # "maximize" | "minimize"
     known_before_training: bool
     description: str
+    tasks: tuple[str, ...] = ("classification", "causal_lm")  # the task types that report it
 
+
+CLASSIFICATION, SFT = ("classification",), ("causal_lm",)
 
 OBJECTIVES: dict[str, ObjectiveInfo] = {
     o.name: o
     for o in (
-        ObjectiveInfo("accuracy", "maximize", False, "validation accuracy"),
-        ObjectiveInfo("macro_f1", "maximize", False, "validation macro-averaged F1"),
-        ObjectiveInfo("eval_loss", "minimize", False, "validation cross-entropy"),
+        ObjectiveInfo("accuracy", "maximize", False, "validation accuracy", CLASSIFICATION),
+        ObjectiveInfo(
+            "macro_f1", "maximize", False, "validation macro-averaged F1", CLASSIFICATION
+        ),
+        ObjectiveInfo(
+            "eval_loss",
+            "minimize",
+            False,
+            "validation cross-entropy (causal_lm: per completion token)",
+        ),
+        ObjectiveInfo("perplexity", "minimize", False, "exp(eval_loss) on the completions", SFT),
+        ObjectiveInfo(
+            "token_accuracy", "maximize", False, "completion tokens predicted right (greedy)", SFT
+        ),
+        ObjectiveInfo(
+            "exact_match",
+            "maximize",
+            False,
+            "greedy answers equal to the reference (normalised)",
+            SFT,
+        ),
         ObjectiveInfo("trainable_params", "minimize", True, "trainable parameters, head included"),
         ObjectiveInfo("train_seconds", "minimize", False, "wall-clock training time"),
         ObjectiveInfo("peak_memory_mb", "minimize", False, "peak memory while training"),
@@ -33,6 +54,9 @@ TEST_METRICS: dict[str, str] = {
     "accuracy": "test_accuracy",
     "macro_f1": "test_macro_f1",
     "eval_loss": "test_loss",
+    "perplexity": "test_perplexity",
+    "token_accuracy": "test_token_accuracy",
+    "exact_match": "test_exact_match",
 }
 
 

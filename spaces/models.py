@@ -73,6 +73,12 @@ class ModelSource:
     weights_dir: str | None  # None: random weights built from the config
     tokenizer_dir: str
     trust_remote_code: bool = False
+    gguf_file: str | None = None  # weights in a GGUF file inside weights_dir (dequantised)
+
+    @property
+    def load_kwargs(self) -> dict[str, Any]:
+        """What ``from_pretrained`` needs besides the directory (the GGUF file name)."""
+        return {"gguf_file": self.gguf_file} if self.gguf_file else {}
 
     @property
     def cache_key(self) -> str:

@@ -5,8 +5,9 @@ so ``preset: lora-placement`` plus ``lora: {ranks: [0, 8]}`` narrows the preset'
 family (or ``combine``) set to ``false`` is dropped from the preset (``preset: mixed`` with
 ``bitfit: false`` on a model without biases).
 
-Target names are the generic ones of ``paretune.spaces.architectures`` for BERT and Llama; on
-GPT-2 (fused ``qkv``) a spec overrides the ``targets`` of the presets that name them.
+Target names are the generic ones of ``paretune.spaces.architectures``, resolved on each model
+(``ModelDims.resolve_targets``): ``all`` is every projection of a block (q, k, v, o, gate, up,
+down on Llama), and ``query``/``value`` land on the fused ``qkv`` of GPT-2, Phi-3 or GPT-NeoX.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "lora-placement": {
         "lora": {
             "mode": "per-layer",
-            "targets": ["query", "key", "value", "attention_output", "intermediate", "output"],
+            "targets": ["all"],
             "ranks": [0, 2, 4, 8, 16],
         }
     },
@@ -40,10 +41,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         # LoRA on query and value, or on every projection: the two placements people hand-pick
         "lora": {
             "mode": "all",
-            "targets": [
-                ["query", "value"],
-                ["query", "key", "value", "attention_output", "intermediate", "output"],
-            ],
+            "targets": [["query", "value"], ["all"]],
             "ranks": [1, 2, 4, 8, 16, 32],
         },
         "ia3": {"mode": "all"},

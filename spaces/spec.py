@@ -45,11 +45,27 @@ class ModelSpec(Strict):
 
 
 class TaskSpec(Strict):
-    """The classification data set and how it is split and tokenised."""
+    """The data set, what the model learns from it, and how it is split and tokenised.
 
+    ``type: classification`` trains a head on ``text_field`` -> ``label_field``;
+    ``type: causal_lm`` is supervised fine-tuning of a decoder on ``prompt_field`` ->
+    ``completion_field`` pairs or on chat ``messages_field`` (the last turn is the answer), with
+    the loss on the completion's tokens only unless ``train_on_prompt``."""
+
+    type: Literal["classification", "causal_lm"] = "classification"
     dataset: str = "vader-movies"
     text_field: str = "text"
     label_field: str = "label"
+    prompt_field: str = "prompt"
+    completion_field: str = "completion"
+    messages_field: str = "messages"
+    train_on_prompt: bool = Field(False, description="causal_lm: the loss covers prompt tokens too")
+    generate_examples: int = Field(
+        64, ge=0, description="causal_lm: validation examples answered greedily for exact_match"
+    )
+    max_new_tokens: int = Field(
+        32, ge=1, le=1024, description="causal_lm: longest answer generated for exact_match"
+    )
     max_length: int = Field(128, ge=8, le=8192)
     train_size: int | None = Field(None, ge=1, description="cap on training examples")
     val_size: float = Field(0.1, gt=0, description="fraction (<1) or count (>=1)")
@@ -273,7 +289,9 @@ class StudySpec(Strict):
         default_factory=lambda: [
             ObjectiveSpec(name="accuracy"),
             ObjectiveSpec(name="trainable_params"),
-        ]
+        ],
+        description="default: accuracy (classification) or eval_loss (causal_lm), and "
+        "trainable_params",
     )
     space: SpaceSpec = Field(default_factory=lambda: SpaceSpec(lora={}))  # type: ignore[valid-type]
     search: SearchSpec = Field(default_factory=SearchSpec)
@@ -312,6 +330,27 @@ class StudySpec(Strict):
         if dupes:
             raise ValueError(f"objective listed twice: {', '.join(dupes)}")
         return v
+
+    @model_validator(mode="before")
+    @classmethod
+    def _task_objectives(cls, data: Any) -> Any:
+        """A causal LM study without objectives minimises eval_loss and trainable_params."""
+        if isinstance(data, dict) and "objectives" not in data:
+            task = data.get("task")
+            if isinstance(task, dict) and task.get("type") == "causal_lm":
+                return {**data, "objectives": ["eval_loss", "trainable_params"]}
+        return data
+
+    @model_validator(mode="after")
+    def _objectives_fit_the_task(self) -> StudySpec:
+        wrong = [o.name for o in self.objectives if self.task.type not in OBJECTIVES[o.name].tasks]
+        if wrong:
+            fits = [n for n, o in OBJECTIVES.items() if self.task.type in o.tasks]
+            raise ValueError(
+                f"objective {wrong[0]} does not apply to task type {self.task.type}; "
+                f"allowed: {', '.join(fits)}"
+            )
+        return self
 
     @property
     def objective_names(self) -> list[str]:

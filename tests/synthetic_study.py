@@ -43,7 +43,9 @@ from paretune.spaces.catalogue import OBJECTIVES
 from paretune.spaces.plan import PeftPlan
 from paretune.spaces.spec import StudySpec
 
-METRIC_NAMES: tuple[str, ...] = tuple(OBJECTIVES)
+METRIC_NAMES: tuple[str, ...] = tuple(
+    n for n, o in OBJECTIVES.items() if "classification" in o.tasks
+)
 HIDDEN = 384
 HEAD_PARAMS = HIDDEN * 2 + 2
 RANKS = (0, 4, 8, 16)

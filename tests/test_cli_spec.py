@@ -55,7 +55,11 @@ def test_validate_prints_dimensions_size_and_parameter_range(tmp_path, monkeypat
     assert code == 0
     flat = " ".join(out.split())
     assert "4 layers, hidden 64" in flat
-    assert "query, key, value, attention_output, intermediate, output" in flat
+    assert (
+        "query (attention.self.query), key (attention.self.key), value (attention.self.value), "
+        "attention_output (attention.output.dense), intermediate (intermediate.dense), "
+        "output (output.dense)"
+    ) in flat
     assert "search dimensions 9" in flat  # 4 layers x 2 targets + learning rate
     assert "space size 256 x continuous (learning_rate)" in flat
     assert "130 .. 4,226" in flat  # head only .. r4 everywhere: 8 * 4 * 128 + 130

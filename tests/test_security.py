@@ -243,7 +243,7 @@ def test_transformers_gets_the_flag_of_the_source(tmp_path, monkeypatch, trust):
     where = str(tmp_path / f"m-{trust}-{time.monotonic_ns()}")
     source = ModelSource("local", {"model_type": "bert"}, where, where, trust)
     models.load_tokenizer(source)
-    models._build(source, 2, 0)
+    models._build(source, 2, 0, "classification")
     assert calls == {"tokenizer": trust, "model": trust}
 
 

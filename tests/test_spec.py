@@ -147,7 +147,7 @@ def test_study_name_rules_and_required():
 
 def test_presets_and_shared_mode():
     spec = parse_spec("study: p\nspace: {preset: lora-placement, lora: {ranks: [0, 8]}}\n").spec
-    assert spec.space.lora.targets[:3] == ["query", "key", "value"]
+    assert spec.space.lora.targets == ["all"]  # every projection of the model it meets
     assert spec.space.lora.ranks == [0, 8]
     with pytest.raises(SpecError, match="unknown preset 'nope'"):
         parse_spec("study: p\nspace: {preset: nope}\n")

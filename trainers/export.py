@@ -55,6 +55,7 @@ BASE_FACTS = (
     "n_heads",
     "n_kv_heads",
     "num_labels",
+    "task",
 )
 
 
@@ -126,8 +127,20 @@ def _readme(
         "trainable_params": count_trainable(config.plan, dims),
         "metrics": dict(metrics or {}),
         "config": config.to_dict(),
-        "load": f"base = AutoModelForSequenceClassification of {model_name} with {dims.num_labels} labels; model = {load}",
+        "load": f"base = {base_loading(dims, model_name)}; model = {load}",
     }
+
+
+def is_causal_lm(model: nn.Module) -> bool:
+    """Whether ``model`` is a causal LM (an ``...ForCausalLM`` with an LM head)."""
+    return type(hf_model(model)).__name__.endswith("ForCausalLM")
+
+
+def base_loading(dims: ModelDims, model_name: str) -> str:
+    """How to build the base model the adapter goes on."""
+    if dims.task == "causal_lm":
+        return f"AutoModelForCausalLM.from_pretrained({model_name!r})"
+    return f"AutoModelForSequenceClassification of {model_name} with {dims.num_labels} labels"
 
 
 def save_adapter(
@@ -184,7 +197,9 @@ def load_adapted(base: nn.Module, directory: str | Path) -> nn.Module:
     if saved.get("format") != FORMAT or int(saved.get("version", 0)) > VERSION:
         raise ModelError(f"{d / PLAN_FILE} is not a {FORMAT} version <= {VERSION} file")
     config = TrialConfig.from_dict(saved["config"])
-    dims = dims_from_config(base.config.to_dict(), int(base.config.num_labels))
+    task = "causal_lm" if is_causal_lm(base) else "classification"
+    labels = 0 if task == "causal_lm" else int(base.config.num_labels)
+    dims = dims_from_config(base.config.to_dict(), labels, task)
     expected = json.loads((d / BASE_FILE).read_text())
     found = _base_facts(dims)
     wrong = [

@@ -273,8 +273,12 @@ class TrainingStep:
         runner: Runner | None = None,
         precision: torch.dtype | None = None,
         pad_to_multiple_of: int = PAD_TO_MULTIPLE_OF,
+        collate_fn: Callable[..., dict[str, torch.Tensor]] | None = None,
+        loss_fn: Callable[[nn.Module, dict[str, torch.Tensor]], torch.Tensor] | None = None,
     ) -> None:
         self.model, self.train_set, self.hp = model, train_set, hp
+        # the task's batches and loss (``sft.py`` for causal_lm); None: classification
+        self.collate_fn, self.loss_fn = collate_fn or collate, loss_fn
         self.pad_to_multiple_of = pad_to_multiple_of
         self.pad_id, self.device, self.max_grad_norm = pad_id, device, max_grad_norm
         self.runner, self.precision = runner, precision
@@ -297,7 +301,7 @@ class TrainingStep:
     def batch(self, step: int) -> tuple[list[int], dict[str, torch.Tensor]]:
         """The examples of batch ``step`` and their padded tensors."""
         idx = self.stream.batch(step)
-        return idx, collate(
+        return idx, self.collate_fn(
             self.train_set,
             idx,
             self.pad_id,
@@ -310,9 +314,12 @@ class TrainingStep:
         for group in self.optimizer.param_groups:
             group["lr"] = self.hp.learning_rate * self.schedule(step)
         idx, batch = self.batch(step)
-        with autocast(self.precision, self.device):
-            logits = forward_logits(self.model, self.runner, batch, idx, "train")
-        loss = F.cross_entropy(logits.float(), batch["labels"])
+        if self.loss_fn is not None:
+            loss = self.loss_fn(self.model, batch)
+        else:
+            with autocast(self.precision, self.device):
+                logits = forward_logits(self.model, self.runner, batch, idx, "train")
+            loss = F.cross_entropy(logits.float(), batch["labels"])
         if not torch.isfinite(loss):
             raise FloatingPointError(f"training loss is {loss.item()} at step {step + 1}")
         self.optimizer.zero_grad(set_to_none=True)
@@ -321,6 +328,16 @@ class TrainingStep:
             torch.nn.utils.clip_grad_norm_(self.params, self.max_grad_norm)
         self.optimizer.step()
         return loss
+
+
+@dataclass(frozen=True)
+class TaskSteps:
+    """What a task type other than classification changes in the loop: how a batch is padded,
+    its loss, and an evaluation of a split (``sft.sft_steps`` builds the causal LM one)."""
+
+    collate: Callable[..., dict[str, torch.Tensor]]
+    loss: Callable[[nn.Module, dict[str, torch.Tensor]], torch.Tensor]
+    evaluate: Callable[[nn.Module, Any], dict[str, float]]
 
 
 def dropout_context(model: nn.Module, device: torch.device) -> contextlib.AbstractContextManager:
@@ -349,6 +366,7 @@ def train(
     precision: torch.dtype | None = None,
     pad_to_multiple_of: int = PAD_TO_MULTIPLE_OF,
     eval_batch_size: int = 128,
+    task: TaskSteps | None = None,
 ) -> dict[str, float]:
     """Train up to ``max_steps``, evaluating at ``eval_steps`` (and at the end).
 
@@ -357,6 +375,7 @@ def train(
     Returns the last evaluation's metrics; ``reached`` (if given) receives every evaluated step.
     ``precision``: the autocast dtype of forward passes (None: fp32; see ``precision.py``).
     ``pad_to_multiple_of``: padded lengths are rounded up to it (``PAD_TO_MULTIPLE_OF``).
+    ``task``: another task's batches, loss and evaluation (None: classification).
     """
     device = device or torch.device("cpu")
     model.to(device)
@@ -371,6 +390,8 @@ def train(
         runner=runner,
         precision=precision,
         pad_to_multiple_of=pad_to_multiple_of,
+        collate_fn=task.collate if task else None,
+        loss_fn=task.loss if task else None,
     )
     ckpt = Path(checkpoint_dir) / CHECKPOINT if checkpoint_dir else None
     state = TrainState()
@@ -392,17 +413,20 @@ def train(
             if progress:
                 progress(state.step)
             if state.step in evals:
-                metrics = evaluate(
-                    model,
-                    eval_set,
-                    pad_id,
-                    num_labels,
-                    device,
-                    batch_size=eval_batch_size,
-                    runner=runner,
-                    precision=precision,
-                    pad_to_multiple_of=pad_to_multiple_of,
-                )
+                if task is not None:
+                    metrics = task.evaluate(model, eval_set)
+                else:
+                    metrics = evaluate(
+                        model,
+                        eval_set,
+                        pad_id,
+                        num_labels,
+                        device,
+                        batch_size=eval_batch_size,
+                        runner=runner,
+                        precision=precision,
+                        pad_to_multiple_of=pad_to_multiple_of,
+                    )
                 metrics.update(static_metrics or {})
                 metrics["train_seconds"] = state.train_seconds
                 metrics["peak_memory_mb"] = memory.peak

@@ -24,7 +24,7 @@ from paretune.spaces.models import ModelSource
 log = logging.getLogger(__name__)
 
 _lock = threading.Lock()
-_models: dict[tuple[str, int], nn.Module] = {}
+_models: dict[tuple[str, int, str], nn.Module] = {}
 _tokenizers: dict[str, Any] = {}
 RANDOM_INIT_SEED = 1234  # tiny random models are the same "pretrained" model in every trial
 
@@ -86,31 +86,39 @@ def _streams_with_isatty() -> Iterator[None]:
         sys.stdout, sys.stderr = saved
 
 
-def _build(source: ModelSource, num_labels: int, pad_token_id: int) -> nn.Module:
+def _build(source: ModelSource, num_labels: int, pad_token_id: int, task: str) -> nn.Module:
     with _streams_with_isatty():
-        return _build_model(source, num_labels, pad_token_id)
+        return _build_model(source, num_labels, pad_token_id, task)
 
 
-def _build_model(source: ModelSource, num_labels: int, pad_token_id: int) -> nn.Module:
+def _build_model(source: ModelSource, num_labels: int, pad_token_id: int, task: str) -> nn.Module:
     _quiet_transformers()
-    from transformers import AutoConfig, AutoModelForSequenceClassification  # noqa: PLC0415
+    from transformers import (  # noqa: PLC0415
+        AutoConfig,
+        AutoModelForCausalLM,
+        AutoModelForSequenceClassification,
+    )
 
+    auto = AutoModelForCausalLM if task == "causal_lm" else AutoModelForSequenceClassification
+    head = {"num_labels": num_labels} if task != "causal_lm" else {}
     cfg = dict(source.config)
     try:
         if source.weights_dir is None:
             model_type = cfg.pop("model_type")
             config = AutoConfig.for_model(model_type, **cfg)
-            config.num_labels = num_labels
+            if head:
+                config.num_labels = num_labels
             config.pad_token_id = pad_token_id
             with torch.random.fork_rng():
                 torch.manual_seed(RANDOM_INIT_SEED)
-                model = AutoModelForSequenceClassification.from_config(config)
+                model = auto.from_config(config)
         else:
-            model = AutoModelForSequenceClassification.from_pretrained(
+            model = auto.from_pretrained(
                 source.weights_dir,
-                num_labels=num_labels,
                 trust_remote_code=source.trust_remote_code,
                 pad_token_id=pad_token_id,
+                **head,
+                **source.load_kwargs,
             )
     except ModelError:
         raise
@@ -120,18 +128,21 @@ def _build_model(source: ModelSource, num_labels: int, pad_token_id: int) -> nn.
     return model
 
 
-def load_model(source: ModelSource, num_labels: int, pad_token_id: int = 0) -> nn.Module:
-    """A fresh, trainable copy of the base model with a ``num_labels`` classification head.
+def load_model(
+    source: ModelSource, num_labels: int, pad_token_id: int = 0, task: str = "classification"
+) -> nn.Module:
+    """A fresh, trainable copy of the base model: with a ``num_labels`` classification head, or
+    (``task="causal_lm"``) as a causal LM with its own LM head.
 
     The head is initialised the same way in every call (seeded), so two trials of the same
     configuration and seed start from identical weights.
     """
-    key = (source.cache_key, num_labels)
+    key = (source.cache_key, num_labels if task != "causal_lm" else 0, task)
     with _lock:
         if key not in _models:
             with torch.random.fork_rng():
                 torch.manual_seed(RANDOM_INIT_SEED)
-                base = _build(source, num_labels, pad_token_id)
+                base = _build(source, num_labels, pad_token_id, task)
             base.eval()
             _models[key] = base
         model = copy.deepcopy(_models[key])
@@ -143,27 +154,3 @@ def clear_cache() -> None:
     with _lock:
         _models.clear()
         _tokenizers.clear()
-
-
-def module_names(source: ModelSource, num_labels: int = 2) -> set[str]:
-    """Module names of the source's architecture, built on the meta device (no weights, instant)."""
-    _quiet_transformers()
-    from transformers import AutoConfig, AutoModelForSequenceClassification  # noqa: PLC0415
-
-    cfg = dict(source.config)
-    model_type = cfg.pop("model_type", None)
-    if model_type is None:
-        raise ModelError(f"model {source.name!r}: config.json has no model_type")
-    cfg.pop("num_labels", None)
-    cfg.pop("id2label", None)
-    cfg.pop("label2id", None)
-    try:
-        config = AutoConfig.for_model(model_type, **cfg)
-        config.num_labels = num_labels
-        with torch.device("meta"):
-            model = AutoModelForSequenceClassification.from_config(
-                config, trust_remote_code=source.trust_remote_code
-            )
-    except Exception as e:
-        raise ModelError(f"cannot build model {source.name!r} from its config: {e}") from e
-    return {name for name, _ in model.named_modules()}

@@ -29,19 +29,23 @@ from .loop import Reporter, evaluate, train
 from .models import load_model, load_tokenizer, tokenizer_key
 from .precision import precision_name, resolve_precision
 from .prefix import FEATURES, FrozenPrefix, supports_frozen_prefix
+from .sft import sft_steps
+from .sft_data import SftSplits, end_of_text, prepare_sft_data
 
 log = logging.getLogger(__name__)
 
 _data_lock = threading.Lock()
-_data: dict[tuple[str, str], TokenizedSplits] = {}
+_data: dict[tuple[str, str], TokenizedSplits | SftSplits] = {}
 
 
-def task_data(spec: StudySpec, source: ModelSource) -> TokenizedSplits:
-    """Tokenised splits, loaded once per worker process (and cached on disk across processes)."""
+def task_data(spec: StudySpec, source: ModelSource) -> TokenizedSplits | SftSplits:
+    """Tokenised splits, loaded once per worker process (classification data is also cached on
+    disk across processes)."""
     key = (spec.task.model_dump_json(), tokenizer_key(source))
+    prepare = prepare_sft_data if spec.task.type == "causal_lm" else prepare_data
     with _data_lock:
         if key not in _data:
-            _data[key] = prepare_data(spec.task, load_tokenizer(source), tokenizer_key(source))
+            _data[key] = prepare(spec.task, load_tokenizer(source), tokenizer_key(source))
         return _data[key]
 
 
@@ -66,10 +70,10 @@ def build_trial_model(
         revision=spec.model.revision,
     )
     data = task_data(spec, source)
-    dims = dims_from_config(source.config, data.num_labels)
+    dims = dims_from_config(source.config, data.num_labels, spec.task.type)
     tokenizer = load_tokenizer(source)
     pad_id = int(tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0)
-    model = load_model(source, data.num_labels, pad_id)
+    model = load_model(source, data.num_labels, pad_id, spec.task.type)
     model = apply_plan(model, config.plan, dims, seed=config.hparams.seed)
     return model, dims, data, pad_id
 
@@ -110,9 +114,15 @@ def train_trial(
         reporter = saving_final_adapter(
             reporter, model, config, dims, Path(trial_dir), max_steps, spec.model.name
         )
-    runner = prefix_runner(
-        spec, model, dims, config, source_key=_source_key(spec), data=data, precision=precision
-    )
+    steps = None
+    if spec.task.type == "causal_lm":
+        # the frozen-prefix and first-token paths compute a classifier's logits: off here
+        runner = None
+        steps = causal_lm_steps(spec, build_tokenizer(spec), pad_id, device, precision)
+    else:
+        runner = prefix_runner(
+            spec, model, dims, config, source_key=_source_key(spec), data=data, precision=precision
+        )
     metrics = train(
         model,
         data.train,
@@ -133,20 +143,24 @@ def train_trial(
         precision=precision,
         pad_to_multiple_of=spec.training.pad_to_multiple_of,
         eval_batch_size=spec.training.eval_batch_size,
+        task=steps,
     )
-    if test_split and data.test.labels and reached and reached[-1] >= max_steps:
-        held_out = evaluate(
-            model,
-            data.test,
-            pad_id,
-            data.num_labels,
-            device,
-            batch_size=spec.training.eval_batch_size,
-            runner=runner,
-            split="test",
-            precision=precision,
-            pad_to_multiple_of=spec.training.pad_to_multiple_of,
-        )
+    if test_split and len(data.test) and reached and reached[-1] >= max_steps:
+        if steps is not None:
+            held_out = steps.evaluate(model, data.test)
+        else:
+            held_out = evaluate(
+                model,
+                data.test,
+                pad_id,
+                data.num_labels,
+                device,
+                batch_size=spec.training.eval_batch_size,
+                runner=runner,
+                split="test",
+                precision=precision,
+                pad_to_multiple_of=spec.training.pad_to_multiple_of,
+            )
         metrics.update(test_metrics(held_out))
         if trial_dir is not None:
             # the adapter saved at max_steps, again with the test figures in its paretune.json
@@ -154,6 +168,29 @@ def train_trial(
                 model, config, dims, Path(trial_dir), metrics, model_name=spec.model.name
             )
     return metrics
+
+
+def build_tokenizer(spec: StudySpec) -> Any:
+    return load_tokenizer(
+        resolve_model(spec.model.name, trust_remote_code=spec.model.trust_remote_code)
+    )
+
+
+def causal_lm_steps(
+    spec: StudySpec, tokenizer: Any, pad_id: int, device: torch.device, precision: Any
+) -> Any:
+    """The loop's batches, completion-only loss and SFT evaluation for ``spec``."""
+    return sft_steps(
+        pad_id=pad_id,
+        device=device,
+        tokenizer=tokenizer,
+        stop_id=end_of_text(tokenizer),
+        generate_examples=spec.task.generate_examples,
+        max_new_tokens=spec.task.max_new_tokens,
+        batch_size=min(spec.training.eval_batch_size, 32),
+        precision=precision,
+        pad_to_multiple_of=spec.training.pad_to_multiple_of,
+    )
 
 
 def saving_final_adapter(

@@ -183,7 +183,9 @@ def _retrain(
         revision=spec.model.revision,
     )
     config = config_from_params(
-        found.params, spec, dims_from_config(source.config, spec.task.num_labels or 2)
+        found.params,
+        spec,
+        dims_from_config(source.config, spec.task.num_labels or 2, spec.task.type),
     )
     steps = steps or info.max_steps or spec.search.max_steps  # the table's: raised by --max-steps
     err.print(

@@ -41,13 +41,19 @@ def load_checked(path: str, *, num_labels: int | None = None) -> tuple[LoadedSpe
         trust_remote_code=spec.model.trust_remote_code,
         revision=spec.model.revision,
     )
-    dims = dims_from_config(source.config, num_labels or spec.task.num_labels or 2)
+    dims = dims_from_config(source.config, num_labels or spec.task.num_labels or 2, spec.task.type)
     check_against_model(loaded, dims)
     return loaded, dims, source
 
 
 def task_labels(loaded: LoadedSpec) -> int:
-    """Read the task's data to learn its label count (and fail early on bad data)."""
+    """Read the task's data to learn its label count (and fail early on bad data); 0 for a
+    causal LM, whose examples are read and checked all the same."""
+    if loaded.spec.task.type == "causal_lm":
+        from paretune.trainers.sft_data import load_examples  # noqa: PLC0415 - no torch
+
+        load_examples(loaded.spec.task)
+        return 0
     from paretune.trainers.data import load_dataset  # noqa: PLC0415 - reads files only
 
     return len(load_dataset(loaded.spec.task).label_names)
@@ -102,15 +108,19 @@ def validate(
     """Check a spec: model dimensions, search dimensions, size of the space, parameter range."""
     loaded, _, source = load_checked(spec)
     num_labels = task_labels(loaded)
-    dims = dims_from_config(source.config, num_labels)
+    dims = dims_from_config(source.config, num_labels, loaded.spec.task.type)
     check_against_model(loaded, dims)
-    found = _found_targets(source, dims)
     summary = describe_space(loaded.spec, dims)
     out = stdout_console()
     out.print(f"[green]ok[/] {spec}: study [bold]{loaded.spec.study}[/]")
     table = Table(show_header=False, box=None)
     table.add_row("model", f"{loaded.spec.model.name}: {dims.describe()}")
-    table.add_row("target modules", ", ".join(found))
+    table.add_row("target modules", target_names(dims))
+    table.add_row(
+        "blocks",
+        f"{dims.n_layers} under {dims.block_path}; norms: "
+        + (", ".join(dims.norms_per_block) or "none"),
+    )
     table.add_row("data", f"{loaded.spec.task.dataset} ({num_labels} labels)")
     table.add_row(
         "objectives", ", ".join(f"{o.name} ({o.direction})" for o in loaded.spec.objectives)
@@ -148,23 +158,11 @@ def print_parameters(out: Console, loaded: LoadedSpec, dims: ModelDims) -> None:
         )
 
 
-def _found_targets(source: Any, dims: ModelDims) -> list[str]:
-    """Targets present in every block of the real module tree (built on the meta device)."""
-    try:
-        from paretune.trainers.models import module_names  # noqa: PLC0415
-    except ImportError:  # trainers not installed: trust the table
-        return list(dims.targets)
-    names = module_names(source, dims.num_labels)
-    found = []
-    for t in dims.targets:
-        if all(dims.module_name(i, t) in names for i in range(dims.n_layers)):
-            found.append(t)
-    missing = [t for t in dims.targets if t not in found]
-    if missing:
-        raise UserError(
-            f"model {source.name!r} lacks modules paretune expects for {dims.arch}: {', '.join(missing)}"
-        )
-    return found
+def target_names(dims: ModelDims) -> str:
+    """The targets a spec may name on this model, each with its module path in a block."""
+    return ", ".join(
+        t if t == shape.path else f"{t} ({shape.path})" for t, shape in dims.targets.items()
+    )
 
 
 def trial(
@@ -185,7 +183,7 @@ def trial(
     """Train one configuration of the spec's space and print its metrics."""
     loaded, dims, source = load_checked(spec)
     num_labels = task_labels(loaded)
-    dims = dims_from_config(source.config, num_labels)
+    dims = dims_from_config(source.config, num_labels, loaded.spec.task.type)
     given = expand_params(parse_params(params), list(parameters(loaded.spec, dims)))
     config = config_from_given(given, loaded.spec, dims)
     steps = max_steps or loaded.spec.search.max_steps

@@ -81,11 +81,14 @@ def model_dims(spec: StudySpec) -> ModelDims:
         trust_remote_code=spec.model.trust_remote_code,
         revision=spec.model.revision,
     )
-    return dims_from_config(source.config, task_num_labels(spec.task))
+    return dims_from_config(source.config, task_num_labels(spec.task), spec.task.type)
 
 
 def task_num_labels(task: Any) -> int:
-    """``task.num_labels``, or the labels of its data (cached per data set and file version)."""
+    """``task.num_labels``, or the labels of its data (cached per data set and file version);
+    0 for a causal LM (no classification head)."""
+    if task.type == "causal_lm":
+        return 0
     if task.num_labels:
         return int(task.num_labels)
     path = Path(task.dataset).expanduser()

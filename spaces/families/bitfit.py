@@ -3,10 +3,11 @@
 Which biases train in a chosen layer: by default every bias the block has, read from the
 architecture table: the bias of each projection marked ``bias`` (BERT: query, key, value,
 attention output, intermediate, output; GPT-2: qkv, attention output, intermediate, output;
-Llama only with ``attention_bias`` / ``mlp_bias``) and, where the norms carry one (BERT, GPT-2;
-not Llama's RMSNorm), the biases of the block's norms (``norms``). Embedding and pooler biases
-stay frozen. A model whose blocks have no bias (plain Llama) is rejected: bitfit would train
-nothing.
+Llama only with ``attention_bias`` / ``mlp_bias``, Qwen2's query, key and value) and, where the
+norms carry one (BERT, GPT-2; not Llama's RMSNorm), the biases of the block's norms (``norms``).
+On a block with no bias at all (Llama, Mistral, Gemma, Phi-3) ``norms`` trains the norms'
+weights, the only per-channel terms such a block has. Embedding and pooler biases stay frozen.
+A block with neither biases nor norms is rejected: bitfit would train nothing.
 
 Spec section (``space.bitfit``)::
 
@@ -36,11 +37,17 @@ NORMS = "norms"
 
 
 def available_biases(dims: ModelDims) -> list[str]:
-    """The bias groups a block of this architecture has: projections with a bias, then norms."""
+    """The bias groups a block of this architecture has: projections with a bias, then norms
+    (their biases; on a block with no bias at all, such as Llama's, their weights)."""
     found = [t for t, shape in dims.targets.items() if shape.bias]
-    if dims.norm_bias and dims.norms_per_block:
+    if dims.norms_per_block and (dims.norm_bias or not found):
         found.append(NORMS)
     return found
+
+
+def norm_parameter(dims: ModelDims) -> str:
+    """What ``norms`` trains: the norms' ``bias``, or their ``weight`` where norms have none."""
+    return "bias" if dims.norm_bias else "weight"
 
 
 class BitfitSpace(Strict):
@@ -61,7 +68,7 @@ class BitfitSpace(Strict):
         return self
 
     def resolve_biases(self, dims: ModelDims) -> list[str]:
-        return available_biases(dims) if self.biases == "all" else list(self.biases)
+        return available_biases(dims) if self.biases == "all" else dims.resolve_targets(self.biases)
 
 
 @dataclass(frozen=True)
@@ -94,7 +101,7 @@ class BitfitFamily(Family):
                 ("biases", i),
                 f"{dims.arch} has no {b!r} bias in its blocks; biases here: {', '.join(available)}",
             )
-            for i, b in enumerate(space.biases)
+            for i, b in enumerate(dims.resolve_targets(space.biases))
             if b not in available
         ]
 

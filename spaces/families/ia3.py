@@ -64,7 +64,11 @@ class Ia3Space(Strict):
         return self
 
     def resolve_targets(self, dims: ModelDims) -> list[str]:
-        return list(self.targets) if self.targets is not None else default_targets(dims)
+        return (
+            dims.resolve_targets(self.targets)
+            if self.targets is not None
+            else default_targets(dims)
+        )
 
 
 @dataclass(frozen=True)
@@ -81,8 +85,7 @@ class Ia3Family(Family):
 
     def check(self, space: Ia3Space, dims: ModelDims, layers: list[int]) -> list[Problem]:
         return [
-            (("targets", i), msg)
-            for i, msg in unknown_targets(space.resolve_targets(dims), dims.targets, dims.arch)
+            (("targets", i), msg) for i, msg in unknown_targets(space.resolve_targets(dims), dims)
         ]
 
     def dimensions(

@@ -122,15 +122,13 @@ class LoraFamily(Family):
 
     def check(self, space: LoraSpace, dims: ModelDims, layers: list[int]) -> list[Problem]:
         problems: list[Problem] = []
-        for i, t in enumerate(space.all_targets):
-            if t not in dims.targets:
+        for i, t in enumerate(self._all(space, dims)):
+            problem = dims.target_problem(t)
+            if problem is not None:
                 problems.append(
-                    (
-                        ("targets",) if len(space.target_sets) > 1 else ("targets", i),
-                        f"unknown target {t!r} for {dims.arch}; allowed: {', '.join(dims.targets)}",
-                    )
+                    (("targets",) if len(space.target_sets) > 1 else ("targets", i), problem)
                 )
-        for t in space.all_targets:
+        for t in self._all(space, dims):
             if t not in dims.targets:
                 continue
             shape = dims.targets[t]
@@ -146,14 +144,26 @@ class LoraFamily(Family):
                 break
         return problems
 
-    def _placements(
-        self, space: LoraSpace, layers: list[int], targets: tuple[str, ...] | None = None
-    ) -> list[tuple[int, str]]:
-        return [(layer, t) for layer in layers for t in (targets or space.target_sets[0])]
-
     @staticmethod
-    def _draw_targets(trial: Any, space: LoraSpace) -> tuple[str, ...]:
-        sets = space.target_sets
+    def _sets(space: LoraSpace, dims: ModelDims) -> list[tuple[str, ...]]:
+        """The space's target sets as the model names them (``ModelDims.resolve_targets``)."""
+        sets = [tuple(dims.resolve_targets(g)) for g in space.target_sets]
+        return list(dict.fromkeys(sets))
+
+    def _all(self, space: LoraSpace, dims: ModelDims) -> list[str]:
+        return list(dict.fromkeys(t for g in self._sets(space, dims) for t in g))
+
+    def _placements(
+        self,
+        space: LoraSpace,
+        dims: ModelDims,
+        layers: list[int],
+        targets: tuple[str, ...] | None = None,
+    ) -> list[tuple[int, str]]:
+        return [(layer, t) for layer in layers for t in (targets or self._sets(space, dims)[0])]
+
+    def _draw_targets(self, trial: Any, space: LoraSpace, dims: ModelDims) -> tuple[str, ...]:
+        sets = self._sets(space, dims)
         if len(sets) == 1:
             return sets[0]
         return tuple(suggest(trial, TARGETS_PARAM, [",".join(g) for g in sets]).split(","))
@@ -166,15 +176,15 @@ class LoraFamily(Family):
             positive = [r for r in space.ranks if r > 0]
             if len(positive) > 1:
                 out.append(("lora.rank", len(positive)))
-            if len(space.target_sets) > 1:
-                out.append((TARGETS_PARAM, len(space.target_sets)))
+            if len(self._sets(space, dims)) > 1:
+                out.append((TARGETS_PARAM, len(self._sets(space, dims))))
             if space.mode == "shared":
                 out += [(f"lora.layer.L{layer}", 2) for layer in layers]
         else:
             if len(space.ranks) > 1:
                 out += [
                     (f"lora.rank.L{layer}.{t}", len(space.ranks))
-                    for layer, t in self._placements(space, layers)
+                    for layer, t in self._placements(space, dims, layers)
                 ]
         for key in ("dropout", "dora"):
             dim = getattr(space, key)
@@ -189,12 +199,12 @@ class LoraFamily(Family):
         if space.mode in ("shared", "all"):
             positive = [r for r in space.ranks if r > 0]
             rank = suggest(trial, "lora.rank", positive)
-            targets = self._draw_targets(trial, space)
+            targets = self._draw_targets(trial, space, dims)
             for layer in layers:
                 if space.mode == "all" or suggest(trial, f"lora.layer.L{layer}", [False, True]):
                     ranks += [(layer, t, rank) for t in targets]
         else:
-            for layer, t in self._placements(space, layers):
+            for layer, t in self._placements(space, dims, layers):
                 r = suggest(trial, f"lora.rank.L{layer}.{t}", space.ranks)
                 if r > 0:
                     ranks.append((layer, t, int(r)))
@@ -208,10 +218,10 @@ class LoraFamily(Family):
         return {layer for layer, _, _ in plan.ranks}
 
     def uses(self, space: LoraSpace, dims: ModelDims) -> dict[str, list[str]]:
-        return {PEFT_LAYER: space.all_targets}
+        return {PEFT_LAYER: self._all(space, dims)}
 
     def refusals(self, space: LoraSpace, dims: ModelDims) -> list[Refusal]:
-        targets = tuple(space.all_targets)
+        targets = tuple(self._all(space, dims))
         out = [
             Refusal(
                 PEFT_LAYER,
@@ -250,10 +260,10 @@ class LoraFamily(Family):
         def total(rank: int, dora: bool, targets: tuple[str, ...]) -> int:
             return sum(
                 self.module_params(dims, t, rank, dora)
-                for _, t in self._placements(space, layers, targets)
+                for _, t in self._placements(space, dims, layers, targets)
             )
 
-        sets = space.target_sets
+        sets = self._sets(space, dims)
         if space.mode == "shared" or (0 in space.ranks and space.mode == "per-layer"):
             low = 0  # every layer masked off / every rank 0
         else:

@@ -77,9 +77,10 @@ class PacaFamily(Family):
 
     def check(self, space: PacaSpace, dims: ModelDims, layers: list[int]) -> list[Problem]:
         problems: list[Problem] = [
-            (("targets", i), m) for i, m in unknown_targets(space.targets, dims.targets, dims.arch)
+            (("targets", i), m)
+            for i, m in unknown_targets(dims.resolve_targets(space.targets), dims)
         ]
-        for t in space.targets:
+        for t in dims.resolve_targets(space.targets):
             if t in dims.targets and max(space.columns) > dims.targets[t].in_features:
                 limit = dims.targets[t].in_features
                 problems.append(
@@ -100,7 +101,11 @@ class PacaFamily(Family):
             return ([("paca.columns", n)] if n > 1 else []) + mask
         if n == 1:
             return []
-        return [(f"paca.columns.L{layer}.{t}", n) for layer in layers for t in space.targets]
+        return [
+            (f"paca.columns.L{layer}.{t}", n)
+            for layer in layers
+            for t in dims.resolve_targets(space.targets)
+        ]
 
     def sample(
         self, trial: Any, space: PacaSpace, dims: ModelDims, layers: list[int]
@@ -111,10 +116,14 @@ class PacaFamily(Family):
             on = (
                 layers if space.mode == "all" else sample_mask(trial, self.name, space.mask, layers)
             )
-            placed = [(layer, t, k) for layer in on for t in space.targets] if k > 0 else []
+            placed = (
+                [(layer, t, k) for layer in on for t in dims.resolve_targets(space.targets)]
+                if k > 0
+                else []
+            )
         else:
             for layer in layers:
-                for t in space.targets:
+                for t in dims.resolve_targets(space.targets):
                     k = int(suggest(trial, f"paca.columns.L{layer}.{t}", space.columns))
                     if k > 0:
                         placed.append((layer, t, k))
@@ -128,7 +137,9 @@ class PacaFamily(Family):
 
     def bounds(self, space: PacaSpace, dims: ModelDims, layers: list[int]) -> tuple[int, int]:
         def total(k: int) -> int:
-            return len(layers) * sum(self.module_params(dims, t, k) for t in space.targets)
+            return len(layers) * sum(
+                self.module_params(dims, t, k) for t in dims.resolve_targets(space.targets)
+            )
 
         low = 0 if space.mode == "shared" or 0 in space.columns else total(min(space.columns))
         return low, total(max(space.columns))
@@ -137,13 +148,13 @@ class PacaFamily(Family):
         return {layer for layer, _, _ in plan.columns}
 
     def uses(self, space: PacaSpace, dims: ModelDims) -> dict[str, list[str]]:
-        return {BASE_WEIGHT: list(space.targets)}
+        return {BASE_WEIGHT: list(dims.resolve_targets(space.targets))}
 
     def refusals(self, space: PacaSpace, dims: ModelDims) -> list[Refusal]:
         return [
             Refusal(
                 BIAS,
-                tuple(space.targets),
+                tuple(dims.resolve_targets(space.targets)),
                 "a PaCA layer (paretune.trainers.injectors.paca.PacaLinear) keeps its bias frozen, "
                 "so bitfit could not train it; remove those from bitfit.biases or from paca.targets",
             )

@@ -118,11 +118,11 @@ def sample_mask(trial: Any, family: str, mask: str, layers: list[int]) -> list[i
     ]
 
 
-def unknown_targets(targets: list[str], known: dict[str, Any], arch: str) -> list[tuple[int, str]]:
-    """(index, message) for each target the architecture does not have."""
-    allowed = ", ".join(known)
-    return [
-        (i, f"unknown target {t!r} for {arch}; allowed: {allowed}")
-        for i, t in enumerate(targets)
-        if t not in known
-    ]
+def unknown_targets(targets: list[str], dims: Any) -> list[tuple[int, str]]:
+    """(index, message) for each target the model does not have (``dims.resolve_targets`` first)."""
+    out = []
+    for i, t in enumerate(targets):
+        problem = dims.target_problem(t)
+        if problem is not None:
+            out.append((i, problem))
+    return out

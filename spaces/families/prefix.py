@@ -59,6 +59,18 @@ class PrefixFamily(Family):
     layer_placed: ClassVar[bool] = False
     plan_type = PrefixPlan
 
+    def check(self, space: PrefixSpace, dims: ModelDims, layers: list[int]) -> list[Any]:
+        if dims.takes_past_key_values:
+            return []
+        return [
+            (
+                (),
+                f"{dims.model_type} takes no past_key_values, which peft's prefix tuning feeds "
+                "its virtual tokens through; drop prefix for this model (under a preset: "
+                "prefix: false)",
+            )
+        ]
+
     def dimensions(
         self, space: PrefixSpace, dims: ModelDims, layers: list[int]
     ) -> list[tuple[str, int | None]]:

@@ -24,15 +24,21 @@ INJECTORS: dict[str, Injector] = {
 }
 
 
+PEFT_ROOT = "base_model.model."
+
+
 def freeze_base(model: nn.Module) -> None:
     for p in model.parameters():
         p.requires_grad_(False)
 
 
 def unfreeze_head(model: nn.Module, dims: ModelDims) -> None:
-    """The classification head always trains; under peft, only its trainable copy does."""
+    """The classification head always trains; under peft, only its trainable copy does.
+
+    ``dims.head`` names top-level modules of the task model (``classifier``, ``score``,
+    DeBERTa's ``pooler``); under peft they sit below ``base_model.model``."""
     for name, module in model.named_modules():
-        if name.rsplit(".", 1)[-1] not in dims.head:
+        if name.removeprefix(PEFT_ROOT) not in dims.head:
             continue
         copy = getattr(module, "modules_to_save", None)  # peft's ModulesToSaveWrapper
         for p in (copy if copy is not None else module).parameters():

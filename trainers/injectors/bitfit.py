@@ -8,7 +8,7 @@ from torch import nn
 
 from paretune.spaces.architectures import ModelDims
 from paretune.spaces.errors import ModelError
-from paretune.spaces.families.bitfit import NORMS, BitfitPlan
+from paretune.spaces.families.bitfit import NORMS, BitfitPlan, norm_parameter
 
 from .base import Injector
 from .placement import hf_model, projection
@@ -32,12 +32,13 @@ class BitfitInjector(Injector):
         root = hf_model(model)
         for layer in plan.layers:
             for bias in plan.biases:
+                attr = norm_parameter(dims) if bias == NORMS else "bias"
                 for module in bias_modules(root, dims, layer, bias):
-                    if getattr(module, "bias", None) is None:
+                    if getattr(module, attr, None) is None:
                         raise ModelError(
-                            f"bitfit: {dims.block(layer)} has no {bias!r} bias to train"
+                            f"bitfit: {dims.block(layer)} has no {bias!r} {attr} to train"
                         )
-                    module.bias.requires_grad_(True)
+                    getattr(module, attr).requires_grad_(True)
         return model
 
 
