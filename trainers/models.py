@@ -21,6 +21,8 @@ from torch import nn
 from paretune.spaces.errors import ModelError
 from paretune.spaces.models import ModelSource
 
+from .builtin_weights import ensure_weights
+
 log = logging.getLogger(__name__)
 
 _lock = threading.Lock()
@@ -44,8 +46,11 @@ def load_tokenizer(source: ModelSource) -> Any:
             from transformers import AutoTokenizer  # noqa: PLC0415
 
             try:
+                ensure_weights(source)
                 tok = AutoTokenizer.from_pretrained(
-                    source.tokenizer_dir, trust_remote_code=source.trust_remote_code
+                    source.tokenizer_dir,
+                    trust_remote_code=source.trust_remote_code,
+                    **source.load_kwargs,
                 )
             except Exception as e:
                 raise ModelError(f"cannot load the tokenizer of {source.name!r}: {e}") from e
@@ -113,6 +118,7 @@ def _build_model(source: ModelSource, num_labels: int, pad_token_id: int, task: 
                 torch.manual_seed(RANDOM_INIT_SEED)
                 model = auto.from_config(config)
         else:
+            ensure_weights(source)
             model = auto.from_pretrained(
                 source.weights_dir,
                 trust_remote_code=source.trust_remote_code,

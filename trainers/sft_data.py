@@ -12,7 +12,8 @@ Sources, chosen by ``task.dataset`` (``task.type: causal_lm``):
 - a ``.jsonl``/``.json``/``.csv`` file with ``task.prompt_field`` and ``task.completion_field``
   (default ``prompt``, ``completion``), or with ``task.messages_field`` (``messages``: a list of
   ``{role, content}``, the last one the assistant's answer), rendered with the tokenizer's chat
-  template.
+  template. Plain pairs are rendered with the chat template too (the prompt as the user's turn)
+when the tokenizer has one, unless ``task.chat_template: false``.
 
 Tokens: prompt then completion, then the end-of-sequence token after a plain completion (a chat
 template closes the turn itself). ``labels`` are the ids with the prompt's tokens set to -100
@@ -230,6 +231,13 @@ def end_of_text(tokenizer: Any) -> int | None:
     return None
 
 
+def as_chat(example: Example) -> Example:
+    """A plain prompt as the user's turn of a conversation."""
+    if isinstance(example.prompt, str):
+        return Example((("user", example.prompt),), example.completion)
+    return example
+
+
 def _encode_all(examples: Sequence[Example], tokenizer: Any) -> list[tuple[list[int], list[int]]]:
     """:func:`encode` of every example, the plain ones in batches (one tokenizer call each)."""
     out: list[tuple[list[int], list[int]] | None] = [None] * len(examples)
@@ -248,10 +256,26 @@ def _encode_all(examples: Sequence[Example], tokenizer: Any) -> list[tuple[list[
     return out  # type: ignore[return-value]
 
 
+def uses_chat_template(task: TaskSpec, tokenizer: Any) -> bool:
+    """Whether plain prompt/completion pairs go through the chat template (``task.chat_template``;
+    by default when the tokenizer has one: an instruct model answers in its own format)."""
+    has = bool(getattr(tokenizer, "chat_template", None))
+    if task.chat_template and not has:
+        raise DataError("task.chat_template is true but the tokenizer has no chat template")
+    return has if task.chat_template is None else bool(task.chat_template)
+
+
 def tokenize_examples(
-    examples: Sequence[Example], tokenizer: Any, max_length: int, train_on_prompt: bool
+    examples: Sequence[Example],
+    tokenizer: Any,
+    max_length: int,
+    train_on_prompt: bool,
+    chat: bool = False,
 ) -> tuple[SftSplit, int]:
-    """One split's ids and labels, and how many examples were truncated."""
+    """One split's ids and labels, and how many examples were truncated; ``chat``: plain pairs
+    are rendered as a conversation (:func:`as_chat`)."""
+    if chat:
+        examples = [as_chat(e) for e in examples]
     ids, labels, starts, answers, cut = [], [], [], [], 0
     for example, (prompt, completion) in zip(
         examples, _encode_all(examples, tokenizer), strict=True
@@ -278,9 +302,12 @@ def prepare_sft_data(
     index = LabelledTexts(texts, (0,) * len(examples), ("-",), f"sft:{content}")
     splits: DataSplits = split_dataset(index, task)
     out, cut = {}, 0
+    chat = uses_chat_template(task, tokenizer)
     for name in ("train", "validation", "test"):
         chosen = [examples[int(i)] for i in getattr(splits, name).texts]
-        out[name], n = tokenize_examples(chosen, tokenizer, task.max_length, task.train_on_prompt)
+        out[name], n = tokenize_examples(
+            chosen, tokenizer, task.max_length, task.train_on_prompt, chat
+        )
         cut += n
     if cut:
         log.warning(

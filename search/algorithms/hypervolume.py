@@ -32,8 +32,16 @@ from paretune.search.store.study_store import StudyStore
 
 log = logging.getLogger(__name__)
 
-FIXED_REFERENCE = {"accuracy": 0.0, "macro_f1": 0.0, "eval_loss": 2.0}
+FIXED_REFERENCE = {
+    "accuracy": 0.0,
+    "macro_f1": 0.0,
+    "eval_loss": 2.0,  # a classifier's cross-entropy: 2 nats is worse than guessing 7 classes
+    "token_accuracy": 0.0,
+    "exact_match": 0.0,
+}
 RELATIVE_REFERENCE = ("train_seconds", "peak_memory_mb")  # 2x the first COMPLETE trial
+# a language model's loss has no scale fixed in advance (the vocabulary and the text set it)
+RELATIVE_FOR_TASK = {"causal_lm": ("eval_loss", "perplexity")}
 REFERENCE_EVENT = "reference_point"
 
 
@@ -43,21 +51,23 @@ def derive_reference(
     max_params: int,
     first_values: dict[str, float] | None,
     given: dict[str, float] | None = None,
+    task: str = "classification",
 ) -> dict[str, float] | None:
     """The reference point (objective name -> value), or None while it needs a first trial."""
     given = given or {}
     point: dict[str, float] = {}
+    relative = (*RELATIVE_REFERENCE, *RELATIVE_FOR_TASK.get(task, ()))
     for name in objectives:
         if name in given:
             point[name] = float(given[name])
+        elif name in relative:
+            if first_values is None or name not in first_values:
+                return None
+            point[name] = 2.0 * float(first_values[name])
         elif name in FIXED_REFERENCE:
             point[name] = FIXED_REFERENCE[name]
         elif name == "trainable_params":
             point[name] = float(max_params)
-        elif name in RELATIVE_REFERENCE:
-            if first_values is None or name not in first_values:
-                return None
-            point[name] = 2.0 * float(first_values[name])
         else:  # an objective added later without a rule: 0 is wrong for minimised ones, so say so
             raise ValueError(
                 f"no reference-point rule for objective {name!r}; set search.reference_point"
@@ -85,6 +95,7 @@ class HypervolumeRecorder:
         self.primary = spec.primary_metric
         self.max_params = max_params
         self.max_steps = int(spec.search.max_steps)
+        self.task = str(spec.task.type)
         self._point: dict[str, float] | None = None
 
     def reference(self, trials: Sequence[Any]) -> dict[str, float] | None:
@@ -100,7 +111,11 @@ class HypervolumeRecorder:
             return None
         first_values = dict(zip(self.objectives, first.values, strict=True))
         point = derive_reference(
-            self.objectives, max_params=self.max_params, first_values=first_values, given=self.given
+            self.objectives,
+            max_params=self.max_params,
+            first_values=first_values,
+            given=self.given,
+            task=self.task,
         )
         if point is None:
             return None

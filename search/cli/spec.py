@@ -121,7 +121,12 @@ def validate(
         f"{dims.n_layers} under {dims.block_path}; norms: "
         + (", ".join(dims.norms_per_block) or "none"),
     )
-    table.add_row("data", f"{loaded.spec.task.dataset} ({num_labels} labels)")
+    task = loaded.spec.task
+    if task.type == "causal_lm":
+        what = "prompt -> completion" + (", loss on the prompt too" if task.train_on_prompt else "")
+        table.add_row("data", f"{task.dataset} (causal_lm: {what}, max_length {task.max_length})")
+    else:
+        table.add_row("data", f"{task.dataset} ({num_labels} labels)")
     table.add_row(
         "objectives", ", ".join(f"{o.name} ({o.direction})" for o in loaded.spec.objectives)
     )
