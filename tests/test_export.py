@@ -126,7 +126,9 @@ def test_other_plans_export_in_paretune_format(tmp_path, model, space):
         "base_config.json",
         "adapter.safetensors",
         "paretune.json",
+        "README.md",
     }
+    assert "load_adapted(base, ADAPTER_DIR)" in (out / "README.md").read_text()
     assert adapter_format(out) == "paretune"
     from safetensors.torch import load_file
 

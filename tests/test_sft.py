@@ -225,3 +225,24 @@ def test_a_tiny_decoder_learns_to_answer(tmp_path):
     assert metrics["trainable_params"] == 4 * 2 * 8 * (64 + 64) - 4 * 8 * (64 - 32)
     assert {"eval_loss", "perplexity", "token_accuracy", "test_exact_match"} <= set(metrics)
     assert (tmp_path / "t" / "adapter" / "adapter_config.json").exists()
+
+
+def test_a_plan_that_trains_nothing_scores_the_base_model(tmp_path):
+    spec = parse_spec(
+        "study: s\nmodel: tiny-llama\n"
+        "task: {type: causal_lm, dataset: synthetic, synthetic_size: 100, max_length: 32,"
+        " val_size: 16, test_size: 0, generate_examples: 4}\n"
+        "space:\n  lora: {targets: [q], ranks: [0, 4]}\n"
+    ).spec
+    dims = dims_from_config(resolve_model("tiny-llama").config, 0, "causal_lm")
+    config = sample_config(
+        optuna.trial.FixedTrial(
+            {**{f"lora.rank.L{i}.query": 0 for i in range(4)}, "learning_rate": 1e-3}
+        ),
+        spec,
+        dims,
+    )
+    first = train_trial(spec, config, lambda s, m: True, max_steps=2)
+    again = train_trial(spec, config, lambda s, m: True, max_steps=6)
+    assert first["trainable_params"] == 0
+    assert first["eval_loss"] == again["eval_loss"]  # nothing moved

@@ -98,5 +98,35 @@ def test_a_decoder_sft_study_runs_resumes_exports_and_generates_like_its_trial(t
             eos_token_id=stop,
             pad_token_id=pad,
         )[0, prompt.shape[1] :].tolist()
-        assert [t for t in generated if t != stop][: len(answer)] == answer
         assert generated[: len(answer)] == answer
+
+    # the dashboard shows the SFT study: its objectives, and LoRA on the decoder's targets
+    import os
+
+    from streamlit.testing.v1 import AppTest
+
+    os.environ["PARETUNE_STORAGE"] = url
+    try:
+        app_file = str(Path(__file__).resolve().parents[1] / "dashboard" / "app.py")
+        at = AppTest.from_file(app_file, default_timeout=60)
+        at.run()
+        at.switch_page("page_study.py")
+        at.query_params["study"] = "sft"
+        at.query_params["tab"] = "Placement"
+        at.run()
+        assert not at.exception, [e.value for e in at.exception]
+        heat = [
+            json.loads(el.proto.spec)["data"][0]
+            for el in at.get("plotly_chart")
+            if json.loads(el.proto.spec)["data"][0]["type"] == "heatmap"
+        ]
+        assert heat and set(heat[0]["x"]) <= {"lora:query", "lora:value", "lora:output"}
+        at.query_params["tab"] = "Pareto front"
+        at.run()
+        assert not at.exception, [e.value for e in at.exception]
+        shown = " ".join(str(e.value) for e in at.get("markdown")) + " ".join(
+            str(e.label) for e in at.get("selectbox")
+        )
+        assert "exact_match" in shown
+    finally:
+        os.environ.pop("PARETUNE_STORAGE", None)

@@ -322,6 +322,8 @@ class TrainingStep:
             loss = F.cross_entropy(logits.float(), batch["labels"])
         if not torch.isfinite(loss):
             raise FloatingPointError(f"training loss is {loss.item()} at step {step + 1}")
+        if not self.params:  # a plan that trains nothing (no head on a causal LM): the base model
+            return loss
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if self.max_grad_norm:

@@ -26,6 +26,8 @@ from .base import BASE_WEIGHT, PEFT_LAYER, Family, Problem, Refusal, layer_range
 from .stored import Placement
 
 TARGETS_PARAM = "lora.targets"
+INITS = ("default", "gaussian")  # both leave the base weights as they are (PiSSA, OLoRA do not)
+InitDim = Literal["default", "gaussian"] | list[Literal["default", "gaussian"]]
 
 
 class LoraSpace(Strict):
@@ -42,6 +44,12 @@ class LoraSpace(Strict):
     alpha_multiple: float | None = Field(None, gt=0, description="alpha = multiple x rank")
     dropout: FloatDim = 0.0
     dora: BoolDim = False
+    rslora: BoolDim = Field(False, description="rank-stabilised scaling, alpha / sqrt(rank)")
+    init: InitDim = Field(
+        "default",
+        description="LoRA's initialisation: default (Kaiming A, zero B) or gaussian; a list is "
+        "searched as lora.init",
+    )
 
     @field_validator("targets")
     @classmethod
@@ -103,6 +111,8 @@ class LoraPlan:
     alpha_multiple: float | None = 2.0
     dropout: float = 0.0
     dora: bool = False
+    rslora: bool = False
+    init: str = "default"
 
     def alpha_for(self, rank: int) -> float:
         return (
@@ -186,7 +196,7 @@ class LoraFamily(Family):
                     (f"lora.rank.L{layer}.{t}", len(space.ranks))
                     for layer, t in self._placements(space, dims, layers)
                 ]
-        for key in ("dropout", "dora"):
+        for key in ("dropout", "dora", "rslora", "init"):
             dim = getattr(space, key)
             if n_choices(dim) != 1:
                 out.append((f"lora.{key}", n_choices(dim)))
@@ -210,9 +220,13 @@ class LoraFamily(Family):
                     ranks.append((layer, t, int(r)))
         dropout = float(suggest(trial, "lora.dropout", space.dropout))
         dora = bool(suggest(trial, "lora.dora", space.dora))
+        rslora = bool(suggest(trial, "lora.rslora", space.rslora))
+        init = str(suggest(trial, "lora.init", space.init))
         if not ranks:
             return None
-        return LoraPlan(tuple(ranks), space.alpha, space.alpha_multiple, dropout, dora)
+        return LoraPlan(
+            tuple(ranks), space.alpha, space.alpha_multiple, dropout, dora, rslora, init
+        )
 
     def layers(self, plan: LoraPlan, dims: ModelDims) -> set[int]:
         return {layer for layer, _, _ in plan.ranks}
@@ -278,6 +292,8 @@ class LoraFamily(Family):
             "alpha_multiple": plan.alpha_multiple,
             "dropout": plan.dropout,
             "dora": plan.dora,
+            "rslora": plan.rslora,
+            "init": plan.init,
         }
 
     def plan_from_dict(self, data: dict[str, Any]) -> LoraPlan:
@@ -287,6 +303,8 @@ class LoraFamily(Family):
             alpha_multiple=data.get("alpha_multiple"),
             dropout=float(data.get("dropout", 0.0)),
             dora=bool(data.get("dora", False)),
+            rslora=bool(data.get("rslora", False)),
+            init=str(data.get("init", "default")),
         )
 
     def summary(self, plan: LoraPlan) -> str:
@@ -301,8 +319,9 @@ class LoraFamily(Family):
                 groups.setdefault(tuple(targets), []).append(layer)
             for targets, ls in sorted(groups.items(), key=lambda kv: min(kv[1])):
                 parts.append(f"r{r} on {layer_ranges(ls)} {','.join(targets)}")
-        name = "dora" if plan.dora else "lora"
-        return f"{name} " + " + ".join(parts)
+        name = ("dora" if plan.dora else "lora") + ("-rs" if plan.rslora else "")
+        init = "" if plan.init == "default" else f" ({plan.init} init)"
+        return f"{name} " + " + ".join(parts) + init
 
 
 FAMILY = LoraFamily()

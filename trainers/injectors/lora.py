@@ -28,6 +28,8 @@ def lora_config(plan: LoraPlan, dims: ModelDims, head_modules: list[str]) -> Any
         alpha_pattern={name: plan.alpha_for(r) for name, r in modules.items() if r != common},
         lora_dropout=plan.dropout,
         use_dora=plan.dora,
+        use_rslora=plan.rslora,
+        init_lora_weights=True if plan.init == "default" else plan.init,
         fan_in_fan_out=fan_in_fan_out,
         modules_to_save=head_modules,
         bias="none",
