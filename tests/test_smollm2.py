@@ -41,6 +41,9 @@ def test_the_known_config_is_the_gguf_files_and_the_model_answers(smollm2):
         source.config, 0, "causal_lm"
     )
     assert next(model.parameters()).dtype == torch.float32  # dequantised
+    from transformers.trainer_utils import validate_quantization_for_training
+
+    validate_quantization_for_training(model)  # no GGUF marks left: HF's Trainer takes it too
     assert tokenizer.chat_template and tokenizer.eos_token == "<|im_end|>"
     chat = [{"role": "user", "content": "What is the capital of France?"}]
     ids = tokenizer.apply_chat_template(

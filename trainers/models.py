@@ -131,7 +131,19 @@ def _build_model(source: ModelSource, num_labels: int, pad_token_id: int, task: 
     except Exception as e:
         raise ModelError(f"cannot load model {source.name!r}: {e}") from e
     model.config.pad_token_id = pad_token_id
+    if source.gguf_file:
+        dequantised(model)
     return model
+
+
+def dequantised(model: nn.Module) -> None:
+    """Drop the GGUF quantisation marks of a model transformers has dequantised to float: its
+    weights are plain tensors, and the marks make ``Trainer`` refuse to train it."""
+    for attr, value in (("hf_quantizer", None), ("is_quantized", False)):
+        if hasattr(model, attr):
+            setattr(model, attr, value)
+    if getattr(model.config, "quantization_config", None) is not None:
+        del model.config.quantization_config
 
 
 def load_model(
