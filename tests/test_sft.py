@@ -246,3 +246,21 @@ def test_a_plan_that_trains_nothing_scores_the_base_model(tmp_path):
     again = train_trial(spec, config, lambda s, m: True, max_steps=6)
     assert first["trainable_params"] == 0
     assert first["eval_loss"] == again["eval_loss"]  # nothing moved
+
+
+def test_validate_describes_a_causal_lm_study(tmp_path):
+    from typer.testing import CliRunner
+
+    from paretune.search.cli.app import app
+
+    spec = tmp_path / "s.yaml"
+    spec.write_text(
+        "study: s\nmodel: tiny-llama\ntask: {type: causal_lm, dataset: synthetic}\n"
+        "space:\n  lora: {targets: [q, v], ranks: [0, 8]}\n"
+    )
+    res = CliRunner().invoke(app, ["validate", str(spec)])
+    assert res.exit_code == 0, res.output
+    text = " ".join(res.output.split())
+    assert "synthetic (causal_lm: prompt -> completion, max_length 128)" in text
+    assert "eval_loss (minimize), trainable_params (minimize)" in text
+    assert "0 .. 7,168 (the LM head stays frozen)" in text

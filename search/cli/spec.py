@@ -133,7 +133,9 @@ def validate(
     table.add_row("search dimensions", str(summary.n_dimensions))
     table.add_row("space size", summary.size_text)
     table.add_row(
-        "trainable parameters", f"{summary.min_params:,} .. {summary.max_params:,} (head included)"
+        "trainable parameters",
+        f"{summary.min_params:,} .. {summary.max_params:,} "
+        + ("(the LM head stays frozen)" if dims.task == "causal_lm" else "(head included)"),
     )
     table.add_row("rungs (steps)", ", ".join(map(str, loaded.spec.search.rungs())))
     out.print(table)
