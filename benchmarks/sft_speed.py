@@ -168,12 +168,11 @@ def _hf_train(method, model, tokenizer, data, spec, steps, memory):  # noqa: ANN
     if method == "trl":
         from trl import SFTConfig, SFTTrainer
 
-        from paretune.trainers.sft_data import load_examples
+        from paretune.trainers.sft_data import load_examples, split_examples
 
-        examples = load_examples(spec.task)
         # the same training examples as paretune's split, in TRL's conversational format where
         # the tokenizer has a chat template (paretune renders them with it too), else as text
-        order = _train_examples(spec, examples)
+        order = split_examples(load_examples(spec.task), spec.task)[0]["train"]
         if tokenizer.chat_template:
             rows = {
                 "prompt": [[{"role": "user", "content": e.prompt}] for e in order],
@@ -215,16 +214,6 @@ def _hf_train(method, model, tokenizer, data, spec, steps, memory):  # noqa: ANN
     completion = sum(int((b["labels"] != -100).sum()) for b in batches)
     trainer.train()
     return timer.times, tokens, completion
-
-
-def _train_examples(spec, examples):  # noqa: ANN001, ANN202
-    """The training split's examples in paretune's split (same seed, same caps)."""
-    from paretune.trainers.data import LabelledTexts, _digest, split_dataset
-
-    texts = tuple(str(i) for i in range(len(examples)))
-    content = _digest([[e.prompt, e.completion] for e in examples])
-    index = LabelledTexts(texts, (0,) * len(examples), ("-",), f"sft:{content}")
-    return [examples[int(i)] for i in split_dataset(index, spec.task).train.texts]
 
 
 # ----------------------------------------------------------------------------- the comparison

@@ -104,12 +104,16 @@ SMOLLM2 = GgufAlias(
 BUILTIN_ALIASES = ("minilm-l6", SMOLLM2.name, *TINY_CONFIGS)
 
 
-def builtin_dir(name: str) -> Path:
-    """Where a downloaded built-in model lives: ``$PARETUNE_CACHE/<name>`` (default
-    ``~/.cache/paretune``)."""
+def cache_root() -> Path:
+    """paretune's cache: ``$PARETUNE_CACHE`` or ``~/.cache/paretune`` (data sets, tokenised
+    splits, model dimensions, downloaded weights)."""
     env = os.environ.get("PARETUNE_CACHE")
-    root = Path(env).expanduser() if env else Path.home() / ".cache" / "paretune"
-    return root / name
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "paretune"
+
+
+def builtin_dir(name: str) -> Path:
+    """Where a downloaded built-in model lives: ``<cache>/<name>``."""
+    return cache_root() / name
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,7 @@ from typing import Any
 
 from .architectures import ModelDims, TargetShape, position_limit
 from .errors import ModelError
+from .models import cache_root
 
 CACHE_VERSION = 2
 TASKS = ("classification", "causal_lm")
@@ -67,12 +68,6 @@ ARCH_OF = {
 }
 
 
-def cache_dir() -> Path:
-    """paretune's cache (``$PARETUNE_CACHE`` or ``~/.cache/paretune``, as the data sets')."""
-    env = os.environ.get("PARETUNE_CACHE")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "paretune"
-
-
 def _reader_digest() -> str:
     """This module's own source: a change to how trees are read invalidates cached results."""
     try:
@@ -99,7 +94,7 @@ def _cache_file(cfg: dict[str, Any], num_labels: int, task: str) -> Path:
         default=str,
     )
     digest = hashlib.sha256(key.encode()).hexdigest()[:24]
-    return cache_dir() / "dims" / f"{digest}.json"
+    return cache_root() / "dims" / f"{digest}.json"
 
 
 def _from_json(data: dict[str, Any]) -> ModelDims:
@@ -330,7 +325,6 @@ def _takes(module: Any, argument: str) -> bool:
 __all__ = [
     "TASKS",
     "build_meta_model",
-    "cache_dir",
     "dims_from_config",
     "dims_from_tree",
     "read_dims",

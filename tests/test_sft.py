@@ -172,7 +172,6 @@ def test_exact_match_scores_a_model_that_answers_right_and_wrong():
         labels=[[IGNORE, IGNORE, 11, 12, stop], [IGNORE, IGNORE, 30, 31, stop],
                 [IGNORE, IGNORE, IGNORE, 11, 12, stop]],
         prompt_lengths=[2, 2, 3],
-        answers=["11 12", "30 31", "11 12"],
     )  # fmt: skip
     metrics = evaluate_sft(
         Counting(),

@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from paretune.spaces.errors import DataError
+from paretune.spaces.models import cache_root
 from paretune.spaces.spec import TaskSpec
 
 from . import synthetic
@@ -114,8 +115,7 @@ class TokenizedSplits:
 
 def cache_dir() -> Path:
     """paretune's cache: ``$PARETUNE_CACHE`` or ``~/.cache/paretune``."""
-    env = os.environ.get("PARETUNE_CACHE")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "paretune"
+    return cache_root()
 
 
 def _resolve_cache(directory: str | Path | None) -> Path:

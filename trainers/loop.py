@@ -84,6 +84,20 @@ def padded_width(longest: int, multiple: int = 1, max_width: int | None = None) 
     return width if max_width is None else min(width, max(max_width, longest))
 
 
+def padded_ids(
+    seqs: Sequence[Sequence[int]], pad_id: int, *, multiple: int = 1, max_width: int | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``seqs`` right-padded with ``pad_id`` to their own longest (rounded up as
+    ``padded_width`` says), and the attention mask."""
+    width = padded_width(max(len(s) for s in seqs), multiple, max_width)
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    for row, s in enumerate(seqs):
+        ids[row, : len(s)] = torch.tensor(s, dtype=torch.long)
+        mask[row, : len(s)] = 1
+    return ids, mask
+
+
 def collate(
     data: TokenizedSet,
     idx: Sequence[int],
@@ -95,12 +109,7 @@ def collate(
 ) -> dict[str, torch.Tensor]:
     """Pad to the batch's own longest sequence, rounded up as ``padded_width`` says."""
     seqs = [data.input_ids[i] for i in idx]
-    width = padded_width(max(len(s) for s in seqs), multiple, max_width)
-    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(seqs), width), dtype=torch.long)
-    for row, s in enumerate(seqs):
-        ids[row, : len(s)] = torch.tensor(s, dtype=torch.long)
-        mask[row, : len(s)] = 1
+    ids, mask = padded_ids(seqs, pad_id, multiple=multiple, max_width=max_width)
     labels = torch.tensor([data.labels[i] for i in idx], dtype=torch.long)
     return {
         "input_ids": ids.to(device),

@@ -17,6 +17,7 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
 import math
 from collections.abc import Callable, Sequence
@@ -27,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .injectors.placement import hf_model
-from .loop import TaskSteps, autocast, padded_width
+from .loop import TaskSteps, autocast, padded_ids
 from .sft_data import IGNORE, SftSplit
 
 PERPLEXITY_CAP = 50.0  # exp(50) ~ 5e21: a diverged model reports a large, finite perplexity
@@ -56,16 +57,12 @@ def collate_sft(
     max_width: int | None = None,
 ) -> dict[str, torch.Tensor]:
     """Right-padded ids, attention mask and labels (-100 on padding) of the examples ``idx``."""
-    seqs = [data.input_ids[i] for i in idx]
-    width = padded_width(max(len(s) for s in seqs), multiple, max_width)
-    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
-    labels = torch.full((len(seqs), width), IGNORE, dtype=torch.long)
-    mask = torch.zeros((len(seqs), width), dtype=torch.long)
-    for row, i in enumerate(idx):
-        n = len(data.input_ids[i])
-        ids[row, :n] = torch.tensor(data.input_ids[i], dtype=torch.long)
-        labels[row, :n] = torch.tensor(data.labels[i], dtype=torch.long)
-        mask[row, :n] = 1
+    ids, mask = padded_ids(
+        [data.input_ids[i] for i in idx], pad_id, multiple=multiple, max_width=max_width
+    )
+    labels, _ = padded_ids(
+        [data.labels[i] for i in idx], IGNORE, multiple=multiple, max_width=max_width
+    )
     return {
         "input_ids": ids.to(device),
         "attention_mask": mask.to(device),
@@ -74,7 +71,14 @@ def collate_sft(
 
 
 def takes_logits_to_keep(model: nn.Module) -> bool:
-    return "logits_to_keep" in inspect.signature(hf_model(model).forward).parameters
+    """Whether the model's forward can limit the LM head to some positions (asked on every
+    step and every generated token, so answered once per model class)."""
+    return _forward_takes(type(hf_model(model)), "logits_to_keep")
+
+
+@functools.lru_cache(maxsize=64)
+def _forward_takes(cls: type, argument: str) -> bool:
+    return argument in inspect.signature(cls.forward).parameters
 
 
 def completion_logits(
@@ -165,7 +169,6 @@ def evaluate_sft(
     order = sorted(range(len(data)), key=lambda i: len(data.input_ids[i]))
     longest = len(data.input_ids[order[-1]]) if order else 0
     loss_sum, tokens, right = 0.0, 0, 0
-    metrics: dict[str, float] = {}
     with torch.inference_mode():
         for start in range(0, len(order), batch_size):
             idx = order[start : start + batch_size]
@@ -180,7 +183,7 @@ def evaluate_sft(
             tokens += int(scored.sum())
             right += int((logits.argmax(-1)[scored] == flat[scored]).sum())
         eval_loss = loss_sum / max(tokens, 1)
-        metrics = {
+        metrics: dict[str, float] = {
             "eval_loss": eval_loss,
             "perplexity": math.exp(min(eval_loss, PERPLEXITY_CAP)),
             "token_accuracy": right / max(tokens, 1),

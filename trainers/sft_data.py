@@ -73,12 +73,11 @@ class Example:
 @dataclass(frozen=True)
 class SftSplit:
     """One split tokenised: ``labels`` align with ``input_ids`` (-100 where no loss is taken);
-    ``prompt_lengths`` say where each completion starts; ``answers`` are the reference texts."""
+    ``prompt_lengths`` say where each completion starts (what follows is the reference answer)."""
 
     input_ids: list[list[int]]
     labels: list[list[int]]
     prompt_lengths: list[int]
-    answers: list[str]
 
     def __len__(self) -> int:
         return len(self.input_ids)
@@ -195,32 +194,41 @@ def _chat_example(messages: Any, where: str, path: Path, field: str) -> Example:
 
 def encode(example: Example, tokenizer: Any) -> tuple[list[int], list[int]]:
     """The prompt's and the completion's token ids, as the model sees them in sequence."""
-    if isinstance(example.prompt, tuple):
-        if not getattr(tokenizer, "chat_template", None):
-            raise DataError(
-                "the data holds chat messages but the tokenizer has no chat template; give "
-                "prompt/completion fields instead, or use a model whose tokenizer has one"
-            )
-        history = [{"role": r, "content": c} for r, c in example.prompt]
-        answer = {"role": "assistant", "content": example.completion}
-        before = tokenizer.apply_chat_template(history, tokenize=False, add_generation_prompt=True)
-        full = tokenizer.apply_chat_template([*history, answer], tokenize=False)
-        if not full.startswith(before):
-            raise DataError(
-                "the tokenizer's chat template renders the conversation differently with and "
-                "without the answer, so the answer's tokens cannot be told apart"
-            )
-        prompt = tokenizer(before, add_special_tokens=False)["input_ids"]
-        completion = tokenizer(full[len(before) :], add_special_tokens=False)["input_ids"]
-        return list(prompt), list(completion)
-    prompt = tokenizer(example.prompt, add_special_tokens=True)["input_ids"]
-    if tokenizer.sep_token_id is not None and prompt and prompt[-1] == tokenizer.sep_token_id:
-        prompt = prompt[:-1]  # BERT-style tokenizers close every text; the answer follows here
-    completion = list(tokenizer(example.completion, add_special_tokens=False)["input_ids"])
-    eos = end_of_text(tokenizer)
-    if eos is not None:
-        completion.append(eos)
-    return list(prompt), completion
+    if isinstance(example.prompt, str):
+        return _encode_plain([example], tokenizer)[0]
+    if not getattr(tokenizer, "chat_template", None):
+        raise DataError(
+            "the data holds chat messages but the tokenizer has no chat template; give "
+            "prompt/completion fields instead, or use a model whose tokenizer has one"
+        )
+    history = [{"role": r, "content": c} for r, c in example.prompt]
+    answer = {"role": "assistant", "content": example.completion}
+    before = tokenizer.apply_chat_template(history, tokenize=False, add_generation_prompt=True)
+    full = tokenizer.apply_chat_template([*history, answer], tokenize=False)
+    if not full.startswith(before):
+        raise DataError(
+            "the tokenizer's chat template renders the conversation differently with and "
+            "without the answer, so the answer's tokens cannot be told apart"
+        )
+    prompt = tokenizer(before, add_special_tokens=False)["input_ids"]
+    completion = tokenizer(full[len(before) :], add_special_tokens=False)["input_ids"]
+    return list(prompt), list(completion)
+
+
+def _encode_plain(examples: Sequence[Example], tokenizer: Any) -> list[tuple[list[int], list[int]]]:
+    """Plain prompt/completion pairs, one tokenizer call per :data:`BATCH` of them: the
+    prompt with the tokenizer's special tokens (less a closing separator: BERT-style tokenizers
+    close every text, and the answer follows here), the completion, then the end-of-text."""
+    eos, sep = end_of_text(tokenizer), tokenizer.sep_token_id
+    out: list[tuple[list[int], list[int]]] = []
+    for start in range(0, len(examples), BATCH):
+        chunk = examples[start : start + BATCH]
+        prompts = tokenizer([e.prompt for e in chunk], add_special_tokens=True)["input_ids"]
+        answers = tokenizer([e.completion for e in chunk], add_special_tokens=False)["input_ids"]
+        for p, c in zip(prompts, answers, strict=True):
+            p = list(p[:-1] if sep is not None and p and p[-1] == sep else p)
+            out.append((p, [*c, eos] if eos is not None else list(c)))
+    return out
 
 
 def end_of_text(tokenizer: Any) -> int | None:
@@ -239,20 +247,14 @@ def as_chat(example: Example) -> Example:
 
 
 def _encode_all(examples: Sequence[Example], tokenizer: Any) -> list[tuple[list[int], list[int]]]:
-    """:func:`encode` of every example, the plain ones in batches (one tokenizer call each)."""
+    """:func:`encode` of every example, the plain ones in batches."""
     out: list[tuple[list[int], list[int]] | None] = [None] * len(examples)
     plain = [i for i, e in enumerate(examples) if isinstance(e.prompt, str)]
     for i, e in enumerate(examples):
         if not isinstance(e.prompt, str):
             out[i] = encode(e, tokenizer)
-    eos, sep = end_of_text(tokenizer), tokenizer.sep_token_id
-    for start in range(0, len(plain), BATCH):
-        chunk = plain[start : start + BATCH]
-        prompts = tokenizer([examples[i].prompt for i in chunk], add_special_tokens=True)
-        answers = tokenizer([examples[i].completion for i in chunk], add_special_tokens=False)
-        for i, p, c in zip(chunk, prompts["input_ids"], answers["input_ids"], strict=True):
-            p = list(p[:-1] if sep is not None and p and p[-1] == sep else p)
-            out[i] = (p, [*c, eos] if eos is not None else list(c))
+    for i, pair in zip(plain, _encode_plain([examples[i] for i in plain], tokenizer), strict=True):
+        out[i] = pair
     return out  # type: ignore[return-value]
 
 
@@ -276,10 +278,8 @@ def tokenize_examples(
     are rendered as a conversation (:func:`as_chat`)."""
     if chat:
         examples = [as_chat(e) for e in examples]
-    ids, labels, starts, answers, cut = [], [], [], [], 0
-    for example, (prompt, completion) in zip(
-        examples, _encode_all(examples, tokenizer), strict=True
-    ):
+    ids, labels, starts, cut = [], [], [], 0
+    for prompt, completion in _encode_all(examples, tokenizer):
         if len(prompt) + len(completion) > max_length:
             cut += 1
             completion = completion[: max_length - 1]
@@ -287,8 +287,23 @@ def tokenize_examples(
         ids.append(prompt + completion)
         labels.append((prompt if train_on_prompt else [IGNORE] * len(prompt)) + completion)
         starts.append(len(prompt))
-        answers.append(example.completion)
-    return SftSplit(ids, labels, starts, answers), cut
+    return SftSplit(ids, labels, starts), cut
+
+
+def split_examples(
+    examples: Sequence[Example], task: TaskSpec
+) -> tuple[dict[str, list[Example]], str]:
+    """The train, validation and test examples, split as classification data is (seeded; test,
+    then validation, then train capped by ``train_size``), and the splits' content key."""
+    texts = tuple(str(i) for i in range(len(examples)))
+    content = _digest([[e.prompt, e.completion] for e in examples])
+    index = LabelledTexts(texts, (0,) * len(examples), ("-",), f"sft:{content}")
+    splits: DataSplits = split_dataset(index, task)
+    chosen = {
+        name: [examples[int(i)] for i in getattr(splits, name).texts]
+        for name in ("train", "validation", "test")
+    }
+    return chosen, splits.key
 
 
 def prepare_sft_data(
@@ -297,14 +312,10 @@ def prepare_sft_data(
     """Load, split (as classification data is split: seeded, test then validation then train)
     and tokenise the task's SFT examples."""
     examples = load_examples(task, cache_dir)
-    texts = tuple(str(i) for i in range(len(examples)))
-    content = _digest([[e.prompt, e.completion] for e in examples])
-    index = LabelledTexts(texts, (0,) * len(examples), ("-",), f"sft:{content}")
-    splits: DataSplits = split_dataset(index, task)
+    chosen_by_split, splits_key = split_examples(examples, task)
     out, cut = {}, 0
     chat = uses_chat_template(task, tokenizer)
-    for name in ("train", "validation", "test"):
-        chosen = [examples[int(i)] for i in getattr(splits, name).texts]
+    for name, chosen in chosen_by_split.items():
         out[name], n = tokenize_examples(
             chosen, tokenizer, task.max_length, task.train_on_prompt, chat
         )
@@ -317,7 +328,7 @@ def prepare_sft_data(
             len(examples),
             task.max_length,
         )
-    key = _digest([SFT_VERSION, tokenizer_key, task.model_dump_json(), splits.key])
+    key = _digest([SFT_VERSION, tokenizer_key, task.model_dump_json(), splits_key])
     return SftSplits(**out, key=key, truncated=cut)
 
 
@@ -331,5 +342,6 @@ __all__ = [
     "end_of_text",
     "load_examples",
     "prepare_sft_data",
+    "split_examples",
     "tokenize_examples",
 ]
