@@ -86,7 +86,7 @@ class Settings:
     val_size: int = 500
     test_size: int = 1000
     train_size: int | None = None  # cap on training examples (``--quick``)
-    test_seeds: int = 2
+    test_seeds: int = 3
 
     @property
     def min_steps(self) -> int:
@@ -525,7 +525,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--seeds", type=int, default=1)
     p.add_argument("--budget", type=int, default=16)
     p.add_argument("--steps", type=int, default=60)
-    p.add_argument("--test-seeds", type=int, default=2)
+    p.add_argument("--test-seeds", type=int, default=3)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--out", type=Path)
     args = p.parse_args(argv)

@@ -28,6 +28,8 @@ the trials that used it.
 fine-tunes found best for its size (:func:`startup_rate`); anything else left out is drawn by
 the sampler as usual. So the first trials of a study are the well-known ones
 (LoRA on query and value, IA3, BitFit, an adapter) at sizes that spread over the whole range.
+Under ``mo-hyperband`` the canonical ones (the first :func:`canonical_count`) train to
+``max_steps`` (:func:`paretune.search.algorithms.schedulers.full_fidelity_trials`).
 """
 
 from __future__ import annotations
@@ -245,6 +247,14 @@ def _farthest(
     return min((abs(item[1] - p[1]) for p in picked), default=0.0), -uses[item[0]]
 
 
+def canonical_count(space: Any) -> int:
+    """How many of the start-up's first trials are canonical configurations: one per enabled
+    family under ``combine.startup``, else 0."""
+    if getattr(space, "combine", None) is None or not space.combine.startup:
+        return 0
+    return len(list(space.enabled_families()))
+
+
 def startup_params(space: Any, dims: ModelDims, layers: list[int], n: int) -> list[dict[str, Any]]:
     """The first ``n`` trials' parameters (partial: the sampler draws the rest), or [] without
     ``combine.startup``.
@@ -310,6 +320,7 @@ __all__ = [
     "LAYER_FROM_PARAM",
     "CombineSpec",
     "bounds",
+    "canonical_count",
     "choice_name",
     "combinations",
     "dimensions",

@@ -257,6 +257,35 @@ def test_a_bracket_starts_deciding_at_its_own_rung() -> None:
     assert make_core(spec("mo-hyperband", seed=3)).seed == 3
 
 
+def test_the_startups_canonical_trials_train_to_max_steps_whatever_their_draw() -> None:
+    """A mixed study's first trials (one canonical configuration per family) are never stopped
+    at a rung: a family's one sure try is not judged on a low rung's result."""
+    mixed = StudySpec(
+        study="t",
+        space={"preset": "mixed"},
+        search={"min_steps": 1, "max_steps": 9, "eta": 3},
+    )
+    core = make_core(mixed)
+    n_families = len(list(mixed.space.enabled_families()))
+    assert n_families >= 5 and core.full_fidelity == set(range(n_families))
+    drawn = MOHyperband(RUNGS, OBJ, DIRS, eta=3, seed=mixed.search.seed)
+    lowest = [k for k in range(n_families) if drawn.bracket_of(k) == 0]
+    assert lowest  # without the rule some canonical trial would decide at the first rung
+    for key in range(30, 36):  # later trials, in the first bracket, fill the first rung
+        if core.bracket_of(key) == 0:
+            core.on_result(key, 1, result(0.9, 10))
+    decisions: list[dict[str, Any]] = []
+    core.on_decision = decisions.append
+    for step in RUNGS:  # dominated at every rung, and still trained on
+        expected = "stop" if step == RUNGS[-1] else "continue"
+        assert core.on_result(lowest[0], step, result(0.1, 1000)) == expected
+    assert [(d["rung"], d["reason"]) for d in decisions] == [(9, "max_steps")]
+    assert core.bracket_of(n_families) == drawn.bracket_of(n_families)  # the rest: drawn
+    # without the start-up (no space.combine) every trial is drawn
+    plain = make_core(spec("mo-hyperband"))
+    assert plain.full_fidelity == frozenset()
+
+
 def test_a_full_fidelity_bracket_never_stops_a_trial_early() -> None:
     core = MOHyperband(RUNGS, OBJ, DIRS, eta=3, seed=0)
     key = next(k for k in range(100) if core.bracket_of(k) == 2)
