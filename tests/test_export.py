@@ -79,6 +79,10 @@ PEFT_PLANS = [
     ("tiny-bert", "prefix: {length: 4}"),
     ("tiny-llama", "ln_tuning: {mode: all}"),
     ("tiny-bert", "ln_tuning: {norms: [output.LayerNorm], mode: all}"),
+    # base-changing inits: saved as a LoRA of twice the rank on the original base
+    ("tiny-bert", "lora: {targets: [query, value], ranks: [4], init: pissa}"),
+    ("tiny-gpt2", "lora: {targets: [qkv], ranks: [4], init: pissa}"),  # Conv1D, stored transposed
+    ("tiny-llama", "lora: {targets: [q, v], ranks: [4], init: olora, dora: true, rslora: true}"),
 ]
 
 
@@ -97,8 +101,17 @@ def test_peft_expressible_plans_export_in_peft_format(tmp_path, model, space):
     readme = json.loads((out / "paretune.json").read_text())
     assert readme["model"] == model and readme["format"] == "peft"
     assert readme["summary"] == config.plan.summary() and readme["metrics"] == {"accuracy": 0.75}
-    fresh = PeftModel.from_pretrained(load_model(resolve_model(model), 2, pad), str(out)).eval()
+    base = load_model(resolve_model(model), 2, pad)
+    weights = {n: (p, p.detach().clone()) for n, p in base.named_parameters()}
+    fresh = PeftModel.from_pretrained(base, str(out)).eval()
     assert (logits(fresh, pad) - logits(net, pad)).abs().max() <= 1e-5
+    # the adapter applies to the base weights as they are (a pissa / olora export no longer
+    # asks its loader to factor them again), so other LoRA tools can use it too
+    assert all(torch.equal(p, before) for p, before in weights.values())
+    assert json.loads((out / "adapter_config.json").read_text()).get("init_lora_weights", True) in (
+        True,
+        "",
+    )
 
 
 PARETUNE_PLANS = [
@@ -110,6 +123,10 @@ PARETUNE_PLANS = [
     ),
     ("tiny-gpt2", "serial_adapter: {sizes: [8]}\n  paca: {targets: [qkv, output], columns: [8]}"),
     ("tiny-llama", "lora: {targets: [query], ranks: [4]}\n  ia3: {targets: [value], mode: all}"),
+    (
+        "tiny-llama",
+        "lora: {targets: [query], ranks: [4], init: pissa}\n  ia3: {targets: [value], mode: all}",
+    ),
     (
         "tiny-gpt2",
         "ln_tuning: {mode: all}\n  lora: {targets: [qkv], ranks: [4]}\n  serial_adapter: {sizes: [8]}",

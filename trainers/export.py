@@ -5,7 +5,9 @@ Two formats, chosen by what the plan needs:
 - **PEFT** (``adapter_config.json`` + ``adapter_model.safetensors``, written by peft's
   ``save_pretrained``) when the plan is one peft-backed family (its injector's ``via_peft``:
   lora/DoRA, ia3, prefix, ...) plus the classification head:
-  ``PeftModel.from_pretrained(base, DIR)`` loads it, no paretune needed.
+  ``PeftModel.from_pretrained(base, DIR)`` loads it, no paretune needed. A LoRA trained from a
+  base-changing init (pissa, olora) is saved as the equivalent LoRA of twice the rank on the
+  original base (:mod:`.lora_conversion`).
 - **paretune** otherwise (paretune's own modules, or two peft families at once):
   ``plan.json`` (the trial configuration: plan and hyperparameters), ``base_config.json`` (the
   base model it was trained on), ``adapter.safetensors`` (every trainable tensor, by parameter
@@ -37,7 +39,9 @@ from paretune.spaces.architectures import ModelDims
 from paretune.spaces.errors import ModelError
 
 from .injectors import INJECTORS, apply_plan, extra_tensors
+from .injectors.lora import INITIAL_ADAPTER
 from .injectors.placement import hf_model
+from .lora_conversion import convert_to_original_base
 
 FORMAT = "paretune-adapter"
 VERSION = 1
@@ -219,6 +223,9 @@ def save_adapter(
     try:
         if peft_expressible(config) and _is_peft_model(model):
             model.save_pretrained(str(tmp))
+            initial = getattr(model, INITIAL_ADAPTER, None)
+            if initial is not None:  # pissa / olora: a LoRA on the original base weights
+                convert_to_original_base(tmp, initial)
             fmt = "peft"
         else:
             _save_paretune(model, config, dims, tmp)

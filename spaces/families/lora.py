@@ -26,8 +26,12 @@ from .base import BASE_WEIGHT, PEFT_LAYER, Family, Problem, Refusal, layer_range
 from .stored import Placement
 
 TARGETS_PARAM = "lora.targets"
-INITS = ("default", "gaussian")  # both leave the base weights as they are (PiSSA, OLoRA do not)
-InitDim = Literal["default", "gaussian"] | list[Literal["default", "gaussian"]]
+INITS = ("default", "gaussian", "pissa", "olora")
+# PiSSA (the top singular vectors) and OLoRA (a QR factor) start the adapter from the weight and
+# take that part out of the base weight; exports convert them back to a LoRA on the original base
+MUTATING_INITS = frozenset({"pissa", "olora"})
+Init = Literal["default", "gaussian", "pissa", "olora"]
+InitDim = Init | list[Init]
 
 
 class LoraSpace(Strict):
@@ -47,8 +51,8 @@ class LoraSpace(Strict):
     rslora: BoolDim = Field(False, description="rank-stabilised scaling, alpha / sqrt(rank)")
     init: InitDim = Field(
         "default",
-        description="LoRA's initialisation: default (Kaiming A, zero B) or gaussian; a list is "
-        "searched as lora.init",
+        description="LoRA's initialisation: default (Kaiming A, zero B), gaussian, pissa (the "
+        "weight's top singular vectors) or olora (its QR factors); a list is searched as lora.init",
     )
 
     @field_validator("targets")
@@ -152,6 +156,21 @@ class LoraFamily(Family):
                     )
                 )
                 break
+        if "olora" in values_of(space.init):
+            conv = [
+                t
+                for t in self._all(space, dims)
+                if t in dims.targets and dims.targets[t].kind == "conv1d"
+            ]
+            if conv:
+                problems.append(
+                    (
+                        ("init",),
+                        f"olora factors a Linear weight; {', '.join(conv)} "
+                        f"{'is a' if len(conv) == 1 else 'are'} Conv1D module{'s' * (len(conv) > 1)} "
+                        "(stored transposed): use pissa or default",
+                    )
+                )
         return problems
 
     @staticmethod
@@ -253,6 +272,16 @@ class LoraFamily(Family):
                     "DoRA normalises the frozen base weight, which PaCA changes column by column; "
                     "turn dora off or give them disjoint targets",
                     label="lora with dora",
+                )
+            )
+        if MUTATING_INITS & set(values_of(space.init)):
+            out.append(
+                Refusal(
+                    BASE_WEIGHT,
+                    targets,
+                    "pissa and olora move part of the frozen base weight into the adapter, and "
+                    "PaCA trains columns of that weight; use another init or disjoint targets",
+                    label="lora with pissa/olora init",
                 )
             )
         return out
