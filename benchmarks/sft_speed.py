@@ -78,6 +78,7 @@ def measure(method: str, plan: str, steps: int, quick: bool, threads: int) -> di
     memory = PeakMemory(torch.device("cpu"))
     times: list[float] = []
     tokens = completion = 0
+    same = True
     if method == "paretune":
         from paretune.trainers.loop import TrainingStep
         from paretune.trainers.sft import collate_sft, completion_loss
@@ -102,7 +103,9 @@ def measure(method: str, plan: str, steps: int, quick: bool, threads: int) -> di
             times.append(time.perf_counter() - start)
             memory.sample()
     else:
-        times, tokens, completion = _hf_train(method, model, tokenizer, data, spec, steps, memory)
+        times, tokens, completion, same = _hf_train(
+            method, model, tokenizer, data, spec, steps, memory, config.hparams
+        )
     metrics = evaluate_sft(
         model, data.validation, pad_id=pad, device=torch.device("cpu"),
         decode=tokenizer.decode, stop_id=None, generate_examples=0,
@@ -117,6 +120,7 @@ def measure(method: str, plan: str, steps: int, quick: bool, threads: int) -> di
         "completion_tokens_per_second": completion / total,
         "peak_memory_mb": memory.peak,
         "eval_loss": metrics["eval_loss"],
+        "same_tokens": same,
     }
 
 
@@ -141,26 +145,54 @@ class _StepTimer:
         return Timer()
 
 
-def _hf_train(method, model, tokenizer, data, spec, steps, memory):  # noqa: ANN001, ANN202
-    """Train ``model`` with TRL's SFTTrainer or HF's Trainer on the same examples."""
+def paretune_order(data: Any, hparams: Any, steps: int) -> list[int]:
+    """The training examples paretune's trial visits, batch after batch (length-grouped,
+    seeded): the TRL and HF runs get them in this order, so all three see the same batches."""
+    from paretune.trainers.loop import BatchStream
+
+    stream = BatchStream([len(x) for x in data.train.input_ids], BATCH, hparams.seed)
+    return [i for step in range(steps) for i in stream.batch(step)]
+
+
+def same_optimizer(model: Any, hparams: Any, steps: int) -> tuple[Any, Any]:
+    """AdamW and the warm-up/linear schedule of paretune's trial (``loop.warmup_linear``: a
+    warm-up step trains at a fraction of the rate where HF's first step trains at 0)."""
+    import torch
+
+    from paretune.trainers.loop import warmup_linear
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(
+        [
+            {"params": [p for p in params if p.ndim >= 2], "weight_decay": hparams.weight_decay},
+            {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
+        ],
+        lr=LR,
+    )
+    schedule = warmup_linear(int(hparams.warmup_ratio * steps), steps)
+    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+
+
+def _hf_train(method, model, tokenizer, data, spec, steps, memory, hparams):  # noqa: ANN001, ANN202
+    """Train ``model`` with TRL's SFTTrainer or HF's Trainer on the same examples, in the same
+    batches and order, with the same optimizer and schedule as paretune's trial."""
     from datasets import Dataset
 
     timer = _StepTimer(memory)
+    visit = paretune_order(data, hparams, steps)
     common = {
         "output_dir": os.path.join(os.environ.get("TMPDIR", "/tmp"), f"sft-speed-{os.getpid()}"),
         "per_device_train_batch_size": BATCH,
         "learning_rate": LR,
-        "warmup_steps": int(0.06 * steps),  # paretune: int(warmup_ratio * max_steps)
-        "weight_decay": 0.0,
+        "weight_decay": 0.0,  # the optimizer and its schedule are paretune's: same_optimizer
         "max_steps": steps,
-        "lr_scheduler_type": "linear",
         "max_grad_norm": 1.0,
         "logging_steps": max(1, steps),
         "save_strategy": "no",
         "report_to": [],
         "use_cpu": True,
         "dataloader_num_workers": 0,
-        "train_sampling_strategy": "group_by_length",  # as paretune groups by length
+        "train_sampling_strategy": "sequential",  # the rows come in paretune's batch order
         "seed": 0,
         "disable_tqdm": True,
     }
@@ -171,17 +203,23 @@ def _hf_train(method, model, tokenizer, data, spec, steps, memory):  # noqa: ANN
         from paretune.trainers.sft_data import load_examples, split_examples
 
         # the same training examples as paretune's split, in TRL's conversational format where
-        # the tokenizer has a chat template (paretune renders them with it too), else as text
-        order = split_examples(load_examples(spec.task), spec.task)[0]["train"]
+        # the tokenizer has a chat template (paretune renders them with it too, token for token:
+        # ``same_tokens``)
+        examples = split_examples(load_examples(spec.task), spec.task)[0]["train"]
+        if len(examples) != len(split.input_ids):
+            sys.exit(
+                f"{len(examples)} training examples, paretune's split holds {len(split.input_ids)}"
+            )
+        order = [examples[i] for i in visit]
         if tokenizer.chat_template:
             rows = {
                 "prompt": [[{"role": "user", "content": e.prompt}] for e in order],
                 "completion": [[{"role": "assistant", "content": e.completion}] for e in order],
             }
-        else:
+        else:  # no template: paretune's plain encoding, pre-tokenised (TRL's own differs)
             rows = {
-                "prompt": [e.prompt for e in order],
-                "completion": [e.completion for e in order],
+                "input_ids": [split.input_ids[i] for i in visit],
+                "completion_mask": [[int(t != -100) for t in split.labels[i]] for i in visit],
             }
             tokenizer.eos_token = tokenizer.eos_token or tokenizer.sep_token
         trainer = SFTTrainer(
@@ -192,17 +230,22 @@ def _hf_train(method, model, tokenizer, data, spec, steps, memory):  # noqa: ANN
             train_dataset=Dataset.from_dict(rows),
             processing_class=tokenizer,
             callbacks=[timer],
+            optimizers=same_optimizer(model, hparams, steps),
         )
     else:
         from transformers import DataCollatorForSeq2Seq, Trainer, TrainingArguments
 
-        rows = {"input_ids": split.input_ids, "labels": split.labels}
+        rows = {
+            "input_ids": [split.input_ids[i] for i in visit],
+            "labels": [split.labels[i] for i in visit],
+        }
         trainer = Trainer(
             model=model,
             args=TrainingArguments(**common),
             train_dataset=Dataset.from_dict(rows),
             data_collator=DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=-100),
             callbacks=[timer],
+            optimizers=same_optimizer(model, hparams, steps),
         )
     batches = []
     loader = trainer.get_train_dataloader()
@@ -212,8 +255,20 @@ def _hf_train(method, model, tokenizer, data, spec, steps, memory):  # noqa: ANN
             break
     tokens = sum(int(b["attention_mask"].sum()) for b in batches)
     completion = sum(int((b["labels"] != -100).sum()) for b in batches)
+    same = _same_tokens(batches, split, visit)
     trainer.train()
-    return timer.times, tokens, completion
+    return timer.times, tokens, completion, same
+
+
+def _same_tokens(batches: list[Any], split: Any, visit: list[int]) -> bool:
+    """Whether the trainer's batches hold paretune's token ids and completion labels."""
+    for k, b in enumerate(batches):
+        for row, i in enumerate(visit[k * BATCH : (k + 1) * BATCH]):
+            kept = b["attention_mask"][row].bool()
+            ids, labels = b["input_ids"][row][kept].tolist(), b["labels"][row][kept].tolist()
+            if ids != list(split.input_ids[i]) or labels != list(split.labels[i]):
+                return False
+    return True
 
 
 # ----------------------------------------------------------------------------- the comparison
@@ -254,7 +309,8 @@ def main() -> None:
                 print(
                     f"round {r} {plan:24s} {method:10s} {row['seconds_per_step']:.3f} s/step "
                     f"{row['tokens_per_second']:8.1f} tok/s {row['peak_memory_mb']:7.0f} MB "
-                    f"eval_loss {row['eval_loss']:.4f}",
+                    f"eval_loss {row['eval_loss']:.4f}"
+                    f"{'' if row['same_tokens'] else ' (other tokens than paretune)'}",
                     flush=True,
                 )
     ratios = []
@@ -277,6 +333,18 @@ def main() -> None:
             ]
             trl = [x for x in results if (x["plan"], x["method"], x["round"]) == (plan, "trl", r)]
             ratios.append(trl[0]["seconds_per_step"] / ours[0]["seconds_per_step"])
+    gaps = []
+    for plan in PLANS:
+        ours = statistics.median(
+            x["eval_loss"] for x in results if (x["plan"], x["method"]) == (plan, "paretune")
+        )
+        for method in METHODS[1:]:
+            theirs = statistics.median(
+                x["eval_loss"] for x in results if (x["plan"], x["method"]) == (plan, method)
+            )
+            gaps.append(abs(theirs / ours - 1))
+            print(f"eval loss {plan} {method} / paretune: {theirs / ours:.4f}")
+    print(f"largest eval loss gap: {100 * max(gaps):.2f} % (goal: within 2 %)")
     if args.out:
         args.out.write_text(json.dumps(results, indent=2))
     print(f"sft_speedup_vs_trl: {statistics.median(ratios):.2f}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -27,3 +28,8 @@ def test_quick_mode_measures_paretune_trl_and_the_trainer_and_prints_the_ratio(t
             assert s_per_step > 0 and tok_s > 0 and mb > 100 and 0 < loss < 20
     ratio = re.fullmatch(r"sft_speedup_vs_trl: (\d+\.\d\d)", lines[-1])
     assert ratio and float(ratio.group(1)) > 0
+    # the same tokens, batches, order, optimizer and schedule: the three train the same model
+    rows = json.loads((tmp_path / "r.json").read_text())
+    assert all(row["same_tokens"] for row in rows)
+    gap = re.search(r"largest eval loss gap: (\d+\.\d\d) %", done.stdout)
+    assert gap and float(gap.group(1)) < 0.5, done.stdout
