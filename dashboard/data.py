@@ -105,6 +105,11 @@ def curves(url: str, study_id: int, optuna_id: int | None, metric: str) -> pd.Da
 
 
 @st.cache_data(ttl=TTL_S, show_spinner=False)
+def metric_names(url: str, study_id: int) -> list[str]:
+    return store_read.metric_names(engine(url), study_id)
+
+
+@st.cache_data(ttl=TTL_S, show_spinner=False)
 def hypervolume_history(url: str, study_id: int) -> pd.DataFrame:
     return store_read.hypervolume_history(engine(url), study_id)
 

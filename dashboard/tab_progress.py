@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import streamlit as st
 
+from paretune.spaces.catalogue import OBJECTIVES
+
 from . import data
 from .charts import hypervolume_figure, learning_curves_figure
 from .study_data import StudyData
@@ -22,6 +24,20 @@ def curve_groups(d: StudyData) -> dict[int, str]:
     return groups
 
 
+def curve_metric(url: str, d: StudyData) -> str:
+    """The metric the learning curves draw: the first measured objective, or any other metric
+    the trials report (``eval_loss`` beside an SFT study's ``exact_match``, ...)."""
+    primary = d.spec.primary_metric
+    known = set(d.spec.objectives) - {primary}
+    names = [n for n in data.metric_names(url, d.record.id) if n != primary]
+    # measured objectives first, then the rest; a count known before training is no curve
+    names = [n for n in names if not (n in OBJECTIVES and OBJECTIVES[n].known_before_training)]
+    options = [primary] + sorted(names, key=lambda n: (n not in known, n))
+    if len(options) == 1:
+        return primary
+    return str(st.selectbox("Learning curves of", options, index=0, key="curve_metric"))
+
+
 def render(url: str, d: StudyData) -> None:
     st.subheader("Hypervolume")
     history = data.hypervolume_history(url, d.record.id)
@@ -34,7 +50,7 @@ def render(url: str, d: StudyData) -> None:
         ref = d.reference
         if ref:
             st.caption("Reference point: " + ", ".join(f"{k} = {v:.4g}" for k, v in ref.items()))
-    metric = d.spec.primary_metric
+    metric = curve_metric(url, d)
     st.subheader(f"Learning curves ({metric})")
     curves = data.curves(url, d.record.id, d.record.optuna_id, metric)
     if curves.empty:

@@ -383,6 +383,21 @@ def test_tpe_keeps_sampling_a_multi_objective_study_with_pruned_trials(make_core
     )
 
 
+def test_a_trial_stopped_above_max_peak_memory_is_pruned_and_infeasible(make_core):
+    core = make_core(constraints={"max_peak_memory_mb": 1000.0})
+    a = core.next_trial()["trial_number"]
+    core.on_result(a, result(a, 3, 0.95, peak_memory_mb=1500.0, paretune_over_memory=True))
+    assert core.on_end(a, None) == "PRUNED"
+    event = core.store.events(core.ctx.study_id, kinds=["trial_pruned"])[0]
+    assert event["detail"]["reason"] == "max_peak_memory_mb=1000"
+    assert event["detail"]["peak_memory_mb"] == 1500.0
+    assert trial(core, a).user_attrs["stopped"] == "peak_memory_mb 1500 > 1000"
+    assert list(trial(core, a).constraints.values()) == [500.0]
+    b = core.next_trial()["trial_number"]
+    core.on_end(b, result(b, 9, 0.5, peak_memory_mb=800.0))
+    assert [t.number for t in front_trials(core.trials(), core.spec.directions)] == [b]
+
+
 def test_a_timed_out_trial_fails_with_the_reason(make_core):
     core = make_core(trial_timeout_s=5)
     n = core.next_trial()["trial_number"]

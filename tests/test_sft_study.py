@@ -33,6 +33,18 @@ resources: {cpus: 1}
 """
 
 
+def plotted(values) -> list[float]:
+    """A plotly trace's values as floats, whether listed or packed (``bdata``)."""
+    if isinstance(values, dict) and "bdata" in values:
+        import base64
+
+        import numpy as np
+
+        raw = base64.b64decode(values["bdata"])
+        return np.frombuffer(raw, dtype=np.dtype(values["dtype"])).astype(float).tolist()
+    return [float("nan") if v is None else float(v) for v in values]
+
+
 def test_a_decoder_sft_study_runs_resumes_exports_and_generates_like_its_trial(tmp_path):
     from peft import PeftModel
 
@@ -128,5 +140,21 @@ def test_a_decoder_sft_study_runs_resumes_exports_and_generates_like_its_trial(t
             str(e.label) for e in at.get("selectbox")
         )
         assert "exact_match" in shown
+        # learning curves: the first measured objective, or eval_loss (completion tokens)
+        at.query_params["tab"] = "Progress"
+        at.run()
+        assert not at.exception, [e.value for e in at.exception]
+        choice = at.selectbox(key="curve_metric")
+        assert choice.value == "exact_match" and "eval_loss" in choice.options
+        choice.select("eval_loss").run()
+        assert not at.exception, [e.value for e in at.exception]
+        curves = [
+            json.loads(el.proto.spec)
+            for el in at.get("plotly_chart")
+            if json.loads(el.proto.spec)["layout"].get("yaxis", {}).get("title", {}).get("text")
+            == "eval_loss"
+        ]
+        points = [y for trace in curves[0]["data"] for y in plotted(trace["y"]) if y == y]
+        assert points and all(0 < y < 20 for y in points)  # NaN (y != y) separates trials
     finally:
         os.environ.pop("PARETUNE_STORAGE", None)

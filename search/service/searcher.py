@@ -17,7 +17,8 @@ Trial life cycle (Optuna states):
   trials by their last intermediate value with ``study.direction``, which raises on a
   multi-objective study. Those learning curves are in ``paretune_metrics`` only.
 - end: COMPLETE when the trial reached ``search.max_steps`` (values in the spec's objective order);
-  PRUNED when it stopped earlier (a scheduler, a timeout); FAIL when it raised (user attribute and
+  PRUNED when it stopped earlier (a scheduler, a timeout, a peak memory above
+  ``constraints.max_peak_memory_mb``: infeasible, never on the front); FAIL when it raised (user attribute and
   event ``trial_failed`` keep the traceback); FAIL with ``interrupted`` when the driver stops under
   it, then queued again with the same parameters while its configuration has retries left.
 
@@ -59,6 +60,7 @@ from paretune.search.service.requeue import (
 from paretune.search.service.shared_results import SharedResults
 from paretune.search.service.trainable import (
     ERROR_KEY,
+    MEMORY_KEY,
     NODE_KEY,
     STEP_KEY,
     TIMEOUT_KEY,
@@ -112,6 +114,7 @@ class LiveTrial:
     metrics: dict[int, dict[str, float]] = field(default_factory=dict)
     error: str | None = None
     timed_out: bool = False
+    over_memory: bool = False  # stopped above constraints.max_peak_memory_mb
     seen: bool = False
     ray_error: bool = False  # Ray reported an error; its text follows through on_ray_error
     trial_dir: str | None = None
@@ -301,6 +304,8 @@ class SearchCore:
                 live.error = str(result[ERROR_KEY])
             if result.get(TIMEOUT_KEY):
                 live.timed_out = True
+            if result.get(MEMORY_KEY):
+                live.over_memory = True
             if not live.seen and (result.get("hostname") or result.get("node_ip")):
                 live.seen = True
                 self.store.log_event(
@@ -460,13 +465,20 @@ class SearchCore:
             violations = constraint_violations(self.spec, live.metrics[live.last_step])
             if violations is not None:
                 record_violations(sid, live.trial_id, violations)
+        detail: dict[str, Any] = {"step": live.last_step}
+        if live.timed_out:
+            detail["reason"] = f"trial_timeout_s={self.spec.search.trial_timeout_s}"
+        elif live.over_memory:
+            limit = self.spec.search.constraints.max_peak_memory_mb
+            peak = live.metrics.get(live.last_step, {}).get("peak_memory_mb", float("nan"))
+            detail.update(reason=f"max_peak_memory_mb={limit:g}", peak_memory_mb=peak)
+            sid.set_trial_user_attr(
+                live.trial_id, "stopped", f"peak_memory_mb {peak:.0f} > {limit:g}"
+            )
         if pruned_curves_allowed(self.study):
             write_curve(self.study, live.trial_id, self._curve(live))
         self._pop(live)
         self.study.tell(live.number, state=TrialState.PRUNED)
-        detail: dict[str, Any] = {"step": live.last_step}
-        if live.timed_out:
-            detail["reason"] = f"trial_timeout_s={self.spec.search.trial_timeout_s}"
         self.store.log_event(self.ctx.study_id, "trial_pruned", detail, trial_number=live.number)
         return TrialState.PRUNED.name
 

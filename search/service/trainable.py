@@ -15,6 +15,9 @@ function that raises does not crash the Ray trial: its traceback travels in one 
 raises :class:`NonFiniteMetricError` in the reporter: the trial stops at once and fails. Past
 ``search.trial_timeout_s`` the reporter marks the result (:data:`TIMEOUT_KEY`) and asks the trial
 to stop; the searcher ends it FAIL with reason ``timeout`` (and kills one that stops reporting).
+A result whose ``peak_memory_mb`` is above ``search.constraints.max_peak_memory_mb`` is marked
+(:data:`MEMORY_KEY`) and stops the trial too: the searcher ends it PRUNED and infeasible, so an
+adapter too big for the memory a user has costs no more steps.
 ``trial_dir`` is ``<run dir>/trials/trial-<number>-<ray id>`` (:func:`artifact_trial_dir`): the
 trial function writes its checkpoints and adapter there. A config with :data:`RESUME_KEY` starts
 from that checkpoint, copied into ``trial_dir`` first (:func:`seed_checkpoint`).
@@ -40,6 +43,7 @@ TrialFn = Callable[..., Any]
 DEFAULT_TRIAL_FN = "paretune.trainers:train_trial"
 ERROR_KEY = "paretune_error"
 TIMEOUT_KEY = "paretune_timeout"
+MEMORY_KEY = "paretune_over_memory"
 NODE_KEY = "paretune_node"  # the Ray node id of the worker that runs the trial
 TRIAL_DIR_KEY = "paretune_trial_dir"
 # Which keys of a result the trial function reported, as "accuracy,eval_loss,...": the searcher
@@ -186,6 +190,7 @@ def run_trial(
     last_step = 0
     trial_dir: str | None = None
     started = time.monotonic()
+    memory_limit: float | None = None
 
     def reporter(step: int, metrics: dict[str, float]) -> bool:
         nonlocal last_step
@@ -208,13 +213,17 @@ def run_trial(
         timed_out = timeout_s is not None and time.monotonic() - started > timeout_s
         if timed_out:
             result[TIMEOUT_KEY] = True
+        over = memory_limit is not None and result.get("peak_memory_mb", 0.0) > memory_limit
+        if over:
+            result[MEMORY_KEY] = True
         last_step = int(step)
         tune.report(result)
-        return not timed_out
+        return not (timed_out or over)
 
     try:
         fn = load_trial_fn(trial_fn)
         spec = StudySpec.model_validate_json(spec_json)
+        memory_limit = spec.search.constraints.max_peak_memory_mb
         trial_config = TrialConfig.from_dict(config["config"])
         try:
             trial_dir = os.path.abspath(tune.get_context().get_trial_dir())

@@ -533,6 +533,16 @@ def curves(engine: Engine, study_id: int, metric: str) -> pd.DataFrame:
     return df.sort_values(["trial_number", "step"], kind="stable").reset_index(drop=True)
 
 
+def metric_names(engine: Engine, study_id: int) -> list[str]:
+    """The names of the metrics the study's trials reported while training, sorted (from the
+    covering (study, name, step) index)."""
+    m = _METRICS.c
+    stmt = select(m.name).where(m.study_id == study_id).distinct()
+    with engine.connect() as conn:
+        _, rows = _rows(conn, stmt)
+    return sorted(str(r[0]) for r in rows)
+
+
 def intermediate_curves(engine: Engine, optuna_id: int) -> pd.DataFrame:
     """The primary metric per trial and step from Optuna's intermediate values: trial_number,
     step, value (ordered). The driver writes them when a trial ends (not for PRUNED trials of a
