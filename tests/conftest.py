@@ -69,7 +69,9 @@ def ray_session(request):
     """A local Ray (2 CPUs, no dashboard) for one test module, shut down after it.
 
     ``address="local"`` never joins a cluster someone else started on this machine; the module is
-    pickled by value, since Ray workers cannot import tests/ (its fake trainers travel so)."""
+    pickled by value, since Ray workers cannot import tests/ (its fake trainers travel so). A
+    module's ``RAY_GPUS`` declares that many GPUs on the node (Ray schedules them on a CPU-only
+    machine as on a real one)."""
     import logging
 
     import ray
@@ -79,6 +81,7 @@ def ray_session(request):
     ray.init(
         address="local",
         num_cpus=2,
+        num_gpus=getattr(request.module, "RAY_GPUS", 0),
         include_dashboard=False,
         log_to_driver=False,
         logging_level=logging.WARNING,

@@ -37,6 +37,7 @@ KINDS = {
     6e-3: "nan_loss",
     7e-3: "slow",
     8e-3: "hang",
+    9e-3: "hog",  # reports a peak memory above max_peak_memory_mb from its second evaluation
 }
 REASONS = {
     "raise": "error",
@@ -78,6 +79,8 @@ def faulty(
                 metrics["accuracy"] = math.nan
             if kind == "hang":
                 time.sleep(300)  # never reports again: the driver's watchdog kills it
+        if kind == "hog" and i >= 1:
+            metrics["peak_memory_mb"] = 5000.0
         if kind == "slow":
             time.sleep(0.6)
         if not reporter(step, metrics):
@@ -177,6 +180,20 @@ def test_timeouts_fail_slow_and_hung_trials_and_the_study_goes_on(tmp_path, monk
     # the slow one was asked to stop at its first report past 2 s; the hung one was killed
     assert 2 <= by_kind["slow"].user_attrs["steps"] < 9
     assert "killed" in by_kind["hang"].user_attrs["traceback"]
+    assert all(t.state == TrialState.COMPLETE for t in trials if kind_of(t) == "ok")
+    store.dispose()
+
+
+def test_a_trial_above_the_memory_limit_stops_early_and_the_study_goes_on(tmp_path):
+    store, ctx, outcome, trials = run_faulty(
+        tmp_path, "hog", ["hog"], n_trials=2, constraints={"max_peak_memory_mb": 1000.0}
+    )
+    assert outcome.status == "done", outcome.message
+    hog = next(t for t in trials if kind_of(t) == "hog")
+    assert hog.state == TrialState.PRUNED and hog.user_attrs["steps"] == 2  # not 9
+    assert hog.user_attrs["stopped"] == "peak_memory_mb 5000 > 1000"
+    event = store.events(ctx.study_id, trial_number=hog.number, kinds=["trial_pruned"])[0]
+    assert event["detail"]["reason"] == "max_peak_memory_mb=1000"
     assert all(t.state == TrialState.COMPLETE for t in trials if kind_of(t) == "ok")
     store.dispose()
 
