@@ -73,6 +73,9 @@ def _load_kernels_benchmark() -> ModuleType:
     return module
 
 
+HOST_GOAL_US = 60.0  # host time to enqueue one fused op call, far below its GPU time
+
+
 def op_breakdown(tokens: int, dim: int, rank: int) -> None:
     bench = _load_kernels_benchmark()
     from paretune.kernels import bottleneck_adapter, paca_linear, reference  # noqa: PLC0415
@@ -104,6 +107,7 @@ def op_breakdown(tokens: int, dim: int, rank: int) -> None:
     }
     print(f"fwd+bwd per call, {tokens} tokens, {dim}x{dim}, rank {rank} (PaCA k={k}), bf16")
     print(f"{'op':<16} {'host us':>8} {'wall us':>8} {'GPU us':>8}  largest kernels (us)")
+    hosts: dict[str, float] = {}
     for name, fn in cases.items():
         os.environ["PARETUNE_KERNELS"] = (
             "torch" if name.startswith(("peft", "PyTorch")) else "triton"
@@ -112,6 +116,12 @@ def op_breakdown(tokens: int, dim: int, rank: int) -> None:
         gpu, top = gpu_time(fn)
         kernels = ", ".join(f"{key[:28]} {us:.0f}" for us, key in top)
         print(f"{name:<16} {host:>8.0f} {wall:>8.0f} {gpu:>8.0f}  {kernels}")
+        hosts[name] = host
+    worst = max(v for k, v in hosts.items() if k.startswith("Triton"))
+    verdict = "met" if worst <= HOST_GOAL_US else "NOT met"
+    print(
+        f"goal: host time per Triton op call <= {HOST_GOAL_US:.0f} us: {verdict} ({worst:.0f} us)"
+    )
 
 
 def gemm_breakdown(tokens: int, dim: int, rank: int) -> None:
