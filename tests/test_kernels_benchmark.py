@@ -80,3 +80,21 @@ def test_benchmark_smoke_run_on_cpu_in_the_interpreter(
     assert ops == ["lora", "lora", "adapter", "adapter", "paca", "paca"], lines
     for line in lines[3:7]:  # LoRA and adapter compute the baseline's math: tiny difference
         assert float(line.split()[-1]) < 1e-5, line
+
+
+def test_each_kernel_goal_is_judged_on_its_worst_fwd_bwd_row(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    bench = _load_script(monkeypatch)
+    rows = [
+        bench.Row("lora", 16, "fwd+bwd", 1.4, 1.0, 0, 0, None),  # 1.40x
+        bench.Row("lora", 16, "fwd", 1.0, 2.0, 0, 0, None),  # forward only: not a goal
+        bench.Row("lora", 8, "fwd+bwd", 1.0, 1.0, 0, 0, None),  # 1.00x
+        bench.Row("paca k=32", 16, "fwd+bwd", 1.3, 1.0, 0, 0, None),
+        bench.Row("paca k=16", 8, "fwd+bwd", 1.1, 1.0, 0, 0, None),  # the worst PaCA row
+    ]
+    assert bench.goal_lines(rows) == [
+        "goal: fused lora fwd+bwd >= 1.3x its baseline at rank 16: met (1.40x)",
+        "goal: fused lora fwd+bwd >= 1.2x its baseline at rank 8: NOT met (1.00x)",
+        "goal: fused paca fwd+bwd >= 1.2x its baseline at every rank: NOT met (1.10x)",
+    ]
