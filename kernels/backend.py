@@ -3,8 +3,8 @@
 The environment variable ``PARETUNE_KERNELS`` is read on every call, so a test or a trainer can
 switch backends at run time:
 
-- ``auto`` (default): the faster backend as measured, which today is the PyTorch reference on
-  every device (see below);
+- ``auto`` (default): per op, the faster backend as measured (:data:`AUTO_ON_CUDA`: which ops
+  run on Triton for CUDA tensors), which today is the PyTorch reference for every op (see below);
 - ``triton``: always Triton. On CPU tensors this only works under the Triton interpreter
   (``TRITON_INTERPRET=1`` set before the first import of triton);
 - ``torch``: always the PyTorch reference.
@@ -13,7 +13,8 @@ Why ``auto`` does not pick Triton on CUDA: on the last GPU measured the Triton p
 than the reference on every op, although its GPU time was lower: the host took longer to launch
 its kernels than the GPU took to run them. The figures, with their machine and date, are in
 docs/kernels.md (``benchmarks/kernels.py``, ``benchmarks/kernels_breakdown.py``). Until the
-launches are cheaper, Triton is opt-in.
+launches are cheaper, Triton is opt-in; an op whose fused fwd+bwd measures faster than its
+baseline in ``benchmarks/gpu_check.sh`` goes on in :data:`AUTO_ON_CUDA`, with its figure there.
 
 The Triton modules are imported lazily, on the first op that runs on Triton: ``paretune.kernels``
 imports where Triton is absent, and the interpreter switch is read when the kernels are defined.
@@ -31,6 +32,14 @@ import torch
 
 ENV_VAR = "PARETUNE_KERNELS"
 BACKENDS: tuple[str, ...] = ("auto", "triton", "torch")
+#: Under ``auto``, whether each op runs on Triton for CUDA tensors, as measured on an H100
+#: (bf16, 8192 tokens, 4096x4096, fwd+bwd, docs/kernels.md): LoRA 1.01x / 0.85x / 0.89x peft's
+#: layer at ranks 8 / 16 / 64, the bottleneck adapter 0.22-0.39x PyTorch's, PaCA below LoRA.
+AUTO_ON_CUDA: dict[str, bool] = {
+    "lora_linear": False,
+    "bottleneck_adapter": False,
+    "paca_linear": False,
+}
 #: Input dtypes the Triton kernels take.
 TRITON_DTYPES: tuple[torch.dtype, ...] = (torch.float32, torch.float16, torch.bfloat16)
 
@@ -60,11 +69,15 @@ def triton_module(name: str) -> ModuleType:
     return importlib.import_module(f"{__package__}.{name}")
 
 
-def use_triton(*tensors: torch.Tensor) -> bool:
-    """Whether an op on these tensors (activations first) runs on Triton now."""
-    if selected_backend() != "triton":  # ``auto`` is the reference too (see the module doc)
-        return False
+def use_triton(op: str, *tensors: torch.Tensor) -> bool:
+    """Whether ``op`` (a key of :data:`AUTO_ON_CUDA`) on these tensors (activations first) runs
+    on Triton now."""
+    backend = selected_backend()
     on_cuda = all(t.is_cuda for t in tensors)
+    if backend == "auto":
+        return on_cuda and AUTO_ON_CUDA[op] and triton_available() and _takes(tensors[0])
+    if backend != "triton":
+        return False
     supported = tensors[0].dtype in TRITON_DTYPES
     if not triton_available():
         raise RuntimeError(f"{ENV_VAR}=triton but the triton package is not installed")
@@ -79,3 +92,7 @@ def use_triton(*tensors: torch.Tensor) -> bool:
             "TRITON_INTERPRET=1 before triton and paretune's Triton kernels are first imported"
         )
     return True
+
+
+def _takes(x: torch.Tensor) -> bool:
+    return x.dtype in TRITON_DTYPES

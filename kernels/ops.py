@@ -72,7 +72,7 @@ def lora_linear(
         raise ValueError(f"seed must be in [0, 2**63), got {seed}")
     x, weight, bias, lora_a, lora_b = _prepare(x, weight, bias, lora_a, lora_b)
     args = (x, weight, bias, lora_a, lora_b, float(scaling), float(dropout_p), int(seed), training)
-    if not use_triton(x, weight, lora_a, lora_b):
+    if not use_triton("lora_linear", x, weight, lora_a, lora_b):
         fast = selected_backend() == "auto"  # torch: Triton's Philox mask, for comparisons
         return reference.lora_linear(*args, masks="fast" if fast else "philox")
     fn = triton_module("triton_lora").LoraLinearFunction
@@ -103,7 +103,7 @@ def bottleneck_adapter(
         raise ValueError(f"activation must be one of {', '.join(_ACTIVATIONS)}, got {activation!r}")
     h, w_down, b_down, w_up, b_up = _prepare(h, w_down, b_down, w_up, b_up)
     args = (h, w_down, b_down, w_up, b_up, activation, float(scaling))
-    if not use_triton(h, w_down, w_up):
+    if not use_triton("bottleneck_adapter", h, w_down, w_up):
         return reference.bottleneck_adapter(*args)
     fn = triton_module("triton_adapter").BottleneckAdapterFunction
     with torch.autocast(h.device.type, enabled=False):
@@ -132,7 +132,7 @@ def paca_linear(
     x, weight, bias, partial = _prepare(x, weight, bias, partial)
     idx = idx.to(device=x.device, dtype=torch.int64)
     args = (x, weight, bias, idx, partial)
-    if not use_triton(x, weight, partial):
+    if not use_triton("paca_linear", x, weight, partial):
         return reference.paca_linear(*args)
     fn = triton_module("triton_paca").PacaLinearFunction
     with torch.autocast(x.device.type, enabled=False):

@@ -69,15 +69,32 @@ class _CudaLike:
 
 def test_auto_uses_the_reference_even_for_cuda_tensors(monkeypatch: pytest.MonkeyPatch) -> None:
     """On an H100 the Triton path measured slower than the reference (host-bound launches)."""
-    from paretune.kernels.backend import use_triton
+    from paretune.kernels.backend import AUTO_ON_CUDA, use_triton
 
     monkeypatch.delenv("PARETUNE_KERNELS", raising=False)
-    assert not use_triton(_CudaLike(), _CudaLike())
+    for op in AUTO_ON_CUDA:
+        assert not use_triton(op, _CudaLike(), _CudaLike())
     monkeypatch.setenv("PARETUNE_KERNELS", "auto")
-    assert not use_triton(_CudaLike(), _CudaLike())
+    assert not use_triton("lora_linear", _CudaLike(), _CudaLike())
     if triton_available():
         monkeypatch.setenv("PARETUNE_KERNELS", "triton")
-        assert use_triton(_CudaLike(), _CudaLike())
+        assert use_triton("lora_linear", _CudaLike(), _CudaLike())
+
+
+def test_auto_follows_the_table_op_by_op(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An op measured faster on Triton goes on in the table: auto then runs it there on CUDA
+    tensors only, and the other ops stay on the reference."""
+    pytest.importorskip("triton")
+    from paretune.kernels import backend
+
+    monkeypatch.setitem(backend.AUTO_ON_CUDA, "lora_linear", True)
+    monkeypatch.setenv("PARETUNE_KERNELS", "auto")
+    assert backend.use_triton("lora_linear", _CudaLike(), _CudaLike())
+    assert not backend.use_triton("paca_linear", _CudaLike(), _CudaLike())
+    cpu = torch.zeros(2, 2)
+    assert not backend.use_triton("lora_linear", cpu, cpu)  # never on the CPU under auto
+    with pytest.raises(KeyError):
+        backend.use_triton("unknown_op", _CudaLike())
 
 
 def test_forced_triton_runs_the_triton_function(monkeypatch: pytest.MonkeyPatch) -> None:
