@@ -24,6 +24,11 @@ def fake_trial(spec, config, reporter, *, max_steps, eval_steps, trial_dir=None)
 def test_the_reporter_stops_the_trial_past_the_memory_limit(monkeypatch, limit, stops_at):
     reported: list[dict] = []
     monkeypatch.setattr(tune, "report", reported.append)
+
+    def no_session():  # outside a Tune session: Ray's own would start a local Ray here
+        raise RuntimeError("no Tune session")
+
+    monkeypatch.setattr(tune, "get_context", no_session)
     spec = StudySpec(
         study="m",
         search={"max_steps": 9, "min_steps": 3, "constraints": {"max_peak_memory_mb": limit}},
@@ -37,6 +42,9 @@ def test_the_reporter_stops_the_trial_past_the_memory_limit(monkeypatch, limit, 
         eval_steps=[3, 6, 9],
     )
     assert not any("paretune_error" in r for r in reported), reported
+    import ray
+
+    assert not ray.is_initialized()  # the next test module starts its own Ray
     marked = [r["step"] for r in reported if r.get(MEMORY_KEY)]
     assert marked == ([] if stops_at is None else [stops_at])
     assert [r["step"] for r in reported] == [3, 6, 9][: [3, 6, 9].index(stops_at or 9) + 1]
