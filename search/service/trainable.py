@@ -134,6 +134,8 @@ def load_trial_fn(fn: TrialFn | str | None) -> TrialFn:
 def _node_id() -> str | None:
     import ray  # noqa: PLC0415
 
+    if not ray.is_initialized():  # outside a Ray worker: asking would start a local Ray
+        return None
     try:
         return ray.get_runtime_context().get_node_id()
     except Exception:  # outside a Ray worker (direct calls in tests)
