@@ -113,11 +113,7 @@ def measure(method: str, model_name: str, steps: int, dry: bool) -> dict[str, An
     if device.type == "cuda":
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
-
-    class Splits:  # what paretune_order reads
-        train = train_set
-
-    visit = paretune_order(Splits, config.hparams, steps)
+    visit = paretune_order(train_set, config.hparams, steps)
     tokens = sum(len(train_set.input_ids[i]) for i in visit)
     started = time.perf_counter()
     if method == "paretune":

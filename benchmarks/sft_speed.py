@@ -145,12 +145,12 @@ class _StepTimer:
         return Timer()
 
 
-def paretune_order(data: Any, hparams: Any, steps: int) -> list[int]:
+def paretune_order(train: Any, hparams: Any, steps: int) -> list[int]:
     """The training examples paretune's trial visits, batch after batch (length-grouped,
     seeded): the TRL and HF runs get them in this order, so all three see the same batches."""
     from paretune.trainers.loop import BatchStream
 
-    stream = BatchStream([len(x) for x in data.train.input_ids], BATCH, hparams.seed)
+    stream = BatchStream([len(x) for x in train.input_ids], BATCH, hparams.seed)
     return [i for step in range(steps) for i in stream.batch(step)]
 
 
@@ -159,16 +159,9 @@ def same_optimizer(model: Any, hparams: Any, steps: int) -> tuple[Any, Any]:
     warm-up step trains at a fraction of the rate where HF's first step trains at 0)."""
     import torch
 
-    from paretune.trainers.loop import warmup_linear
+    from paretune.trainers.loop import adamw, warmup_linear
 
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(
-        [
-            {"params": [p for p in params if p.ndim >= 2], "weight_decay": hparams.weight_decay},
-            {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
-        ],
-        lr=LR,
-    )
+    optimizer = adamw([p for p in model.parameters() if p.requires_grad], hparams)
     schedule = warmup_linear(int(hparams.warmup_ratio * steps), steps)
     return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
 
@@ -179,7 +172,7 @@ def _hf_train(method, model, tokenizer, data, spec, steps, memory, hparams):  # 
     from datasets import Dataset
 
     timer = _StepTimer(memory)
-    visit = paretune_order(data, hparams, steps)
+    visit = paretune_order(data.train, hparams, steps)
     common = {
         "output_dir": os.path.join(os.environ.get("TMPDIR", "/tmp"), f"sft-speed-{os.getpid()}"),
         "per_device_train_batch_size": BATCH,

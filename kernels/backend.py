@@ -75,7 +75,8 @@ def use_triton(op: str, *tensors: torch.Tensor) -> bool:
     backend = selected_backend()
     on_cuda = all(t.is_cuda for t in tensors)
     if backend == "auto":
-        return on_cuda and AUTO_ON_CUDA[op] and triton_available() and _takes(tensors[0])
+        supported = tensors[0].dtype in TRITON_DTYPES
+        return on_cuda and AUTO_ON_CUDA[op] and triton_available() and supported
     if backend != "triton":
         return False
     supported = tensors[0].dtype in TRITON_DTYPES
@@ -92,7 +93,3 @@ def use_triton(op: str, *tensors: torch.Tensor) -> bool:
             "TRITON_INTERPRET=1 before triton and paretune's Triton kernels are first imported"
         )
     return True
-
-
-def _takes(x: torch.Tensor) -> bool:
-    return x.dtype in TRITON_DTYPES

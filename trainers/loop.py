@@ -191,6 +191,17 @@ def evaluate(
     }
 
 
+def adamw(params: Sequence[torch.Tensor], hp: Hyperparams) -> torch.optim.AdamW:
+    """A trial's optimizer: AdamW at ``hp.learning_rate``, weight decay on matrices only."""
+    return torch.optim.AdamW(
+        [
+            {"params": [p for p in params if p.ndim >= 2], "weight_decay": hp.weight_decay},
+            {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
+        ],
+        lr=hp.learning_rate,
+    )
+
+
 def warmup_linear(warmup_steps: int, total_steps: int) -> Callable[[int], float]:
     def factor(step: int) -> float:
         if step < warmup_steps:
@@ -292,16 +303,7 @@ class TrainingStep:
         self.pad_id, self.device, self.max_grad_norm = pad_id, device, max_grad_norm
         self.runner, self.precision = runner, precision
         self.params = [p for p in model.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.AdamW(
-            [
-                {
-                    "params": [p for p in self.params if p.ndim >= 2],
-                    "weight_decay": hp.weight_decay,
-                },
-                {"params": [p for p in self.params if p.ndim < 2], "weight_decay": 0.0},
-            ],
-            lr=hp.learning_rate,
-        )
+        self.optimizer = adamw(self.params, hp)
         self.schedule = warmup_linear(int(hp.warmup_ratio * max_steps), max_steps)
         lengths = [len(x) for x in train_set.input_ids]
         self.longest = max(lengths, default=0)

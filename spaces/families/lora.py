@@ -16,7 +16,7 @@ Parameters per adapted module: ``r * (in + out)`` (A and B), plus ``out`` for Do
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, get_args
 
 from pydantic import Field, field_validator, model_validator
 
@@ -26,12 +26,12 @@ from .base import BASE_WEIGHT, PEFT_LAYER, Family, Problem, Refusal, layer_range
 from .stored import Placement
 
 TARGETS_PARAM = "lora.targets"
-INITS = ("default", "gaussian", "pissa", "olora")
 # PiSSA (the top singular vectors) and OLoRA (a QR factor) start the adapter from the weight and
 # take that part out of the base weight; exports convert them back to a LoRA on the original base
 MUTATING_INITS = frozenset({"pissa", "olora"})
 Init = Literal["default", "gaussian", "pissa", "olora"]
 InitDim = Init | list[Init]
+INITS: tuple[str, ...] = get_args(Init)
 
 
 class LoraSpace(Strict):
