@@ -1,7 +1,8 @@
 """Real-task search: paretune's front against TPE, random search and hand-picked adapters.
 
     python benchmarks/real_search.py [--quick] [--datasets vader-movies,...] [--seeds 1]
-                                     [--budget 16] [--steps 60] [--workers 2] [--out FILE]
+                                     [--first-seed 0] [--budget 16] [--steps 60]
+                                     [--workers 2] [--out FILE]
 
 Every number here is a real fine-tune of minilm-l6 (no surrogate) on built-in data sets of real
 text (the VADER sentiment snippets: movie reviews, tweets, Amazon reviews), objectives
@@ -523,6 +524,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true")
     p.add_argument("--datasets", default=",".join(DATASETS))
     p.add_argument("--seeds", type=int, default=1)
+    p.add_argument(
+        "--first-seed", type=int, default=0, help="search seeds first..first+seeds-1 (resplit runs)"
+    )
     p.add_argument("--budget", type=int, default=16)
     p.add_argument("--steps", type=int, default=60)
     p.add_argument("--test-seeds", type=int, default=3)
@@ -543,8 +547,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             train_size=256,
             test_seeds=2,
         )
-        args.seeds = 1
-    seeds = list(range(args.seeds))
+        args.seeds, args.first_seed = 1, 0
+    seeds = list(range(args.first_seed, args.first_seed + args.seeds))
     result = run(datasets, seeds, settings, args.workers)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
