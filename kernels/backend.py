@@ -7,6 +7,8 @@ switch backends at run time:
   run on Triton for CUDA tensors), which today is the PyTorch reference for every op (see below);
 - ``triton``: always Triton. On CPU tensors this only works under the Triton interpreter
   (``TRITON_INTERPRET=1`` set before the first import of triton);
+- ``blas``: ``lora_linear`` on the matrix library with the low-rank term in the frozen GEMM's
+  epilogue (:mod:`.blas_lora`, any device), the other ops on the reference;
 - ``torch``: always the PyTorch reference.
 
 Why ``auto`` does not pick Triton on CUDA: on the last GPU measured the Triton path was slower
@@ -31,7 +33,7 @@ from types import ModuleType
 import torch
 
 ENV_VAR = "PARETUNE_KERNELS"
-BACKENDS: tuple[str, ...] = ("auto", "triton", "torch")
+BACKENDS: tuple[str, ...] = ("auto", "triton", "blas", "torch")
 #: Under ``auto``, whether each op runs on Triton for CUDA tensors, as measured on an H100
 #: (bf16, 8192 tokens, 4096x4096, fwd+bwd, docs/kernels.md): LoRA 1.01x / 0.85x / 0.89x peft's
 #: layer at ranks 8 / 16 / 64, the bottleneck adapter 0.22-0.39x PyTorch's, PaCA below LoRA.
@@ -40,6 +42,10 @@ AUTO_ON_CUDA: dict[str, bool] = {
     "bottleneck_adapter": False,
     "paca_linear": False,
 }
+#: Under ``auto``, where ``lora_linear`` runs on the matrix-library path (:mod:`.blas_lora`:
+#: three GEMMs forward, five backward, the low-rank term in the frozen GEMM's epilogue) instead
+#: of the reference, by device type (when Triton is not chosen). Figures in docs/kernels.md.
+AUTO_BLAS_LORA: dict[str, bool] = {"cpu": False, "cuda": False}
 #: Input dtypes the Triton kernels take.
 TRITON_DTYPES: tuple[torch.dtype, ...] = (torch.float32, torch.float16, torch.bfloat16)
 
@@ -67,6 +73,15 @@ def triton_available() -> bool:
 def triton_module(name: str) -> ModuleType:
     """Import ``paretune.kernels.<name>`` (a Triton module) on first use."""
     return importlib.import_module(f"{__package__}.{name}")
+
+
+def use_blas_lora(x: torch.Tensor) -> bool:
+    """Whether ``lora_linear`` on activations ``x`` runs on :mod:`.blas_lora` (once Triton is
+    not chosen): always under ``blas``, per device type under ``auto``."""
+    backend = selected_backend()
+    if backend == "blas":
+        return True
+    return backend == "auto" and AUTO_BLAS_LORA.get(x.device.type, False)
 
 
 def use_triton(op: str, *tensors: torch.Tensor) -> bool:

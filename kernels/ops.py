@@ -10,7 +10,8 @@ from __future__ import annotations
 import torch
 
 from . import reference
-from .backend import TRITON_DTYPES, selected_backend, triton_module, use_triton
+from .backend import TRITON_DTYPES, selected_backend, triton_module, use_blas_lora, use_triton
+from .blas_lora import BlasLoraFunction
 
 _ACTIVATIONS = ("relu", "gelu")
 
@@ -73,8 +74,12 @@ def lora_linear(
     x, weight, bias, lora_a, lora_b = _prepare(x, weight, bias, lora_a, lora_b)
     args = (x, weight, bias, lora_a, lora_b, float(scaling), float(dropout_p), int(seed), training)
     if not use_triton("lora_linear", x, weight, lora_a, lora_b):
-        fast = selected_backend() == "auto"  # torch: Triton's Philox mask, for comparisons
-        return reference.lora_linear(*args, masks="fast" if fast else "philox")
+        # torch: Triton's Philox mask, for bit-identical comparisons; else the cheap one
+        masks = "philox" if selected_backend() == "torch" else "fast"
+        if use_blas_lora(x):
+            with torch.autocast(x.device.type, enabled=False):
+                return BlasLoraFunction.apply(*args, masks)
+        return reference.lora_linear(*args, masks=masks)
     fn = triton_module("triton_lora").LoraLinearFunction
     with torch.autocast(x.device.type, enabled=False):
         return fn.apply(*args)

@@ -35,7 +35,7 @@ def _inputs() -> tuple[torch.Tensor, ...]:
 
 def test_invalid_backend_names_the_allowed_values(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PARETUNE_KERNELS", "cuda")
-    with pytest.raises(ValueError, match="auto, triton, torch"):
+    with pytest.raises(ValueError, match="auto, triton, blas, torch"):
         selected_backend()
     with pytest.raises(ValueError, match="PARETUNE_KERNELS"):
         lora_linear(*_inputs(), scaling=1.0)
