@@ -53,7 +53,7 @@ else
     # One tile config per kernel variant: autotuning every test shape would take many minutes.
     step "kernel tests (compiled)" 200 tests.txt env PARETUNE_TEST_DEVICE=cuda \
         PARETUNE_KERNELS_AUTOTUNE=0 "$py" -m pytest -q -p no:cacheprovider \
-        tests/test_kernels_ops.py tests/test_kernels_fused.py
+        tests/test_kernels_ops.py tests/test_kernels_fused.py tests/test_blas_lora.py
     step "kernels.py" 150 kernels.txt "$py" benchmarks/kernels.py
     step "kernels_breakdown.py" 60 breakdown.txt "$py" benchmarks/kernels_breakdown.py
     step "gpu_trial.py" 150 trial.txt "$py" benchmarks/gpu_trial.py --steps 40

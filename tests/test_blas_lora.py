@@ -1,5 +1,6 @@
 """The matrix-library LoRA path (``kernels/blas_lora.py``): exact against the float64 reference,
-the backend switch, what it keeps for the backward, and a peft layer routed through it."""
+the backend switch, what it keeps for the backward, and a peft layer routed through it. On the
+CPU here; on a GPU with ``PARETUNE_TEST_DEVICE=cuda`` (``benchmarks/gpu_check.sh``)."""
 
 from __future__ import annotations
 
@@ -7,18 +8,19 @@ import copy
 
 import pytest
 import torch
+from kernel_device import DEVICE, generator
 
 from paretune.kernels import backend, lora_linear, reference
 from paretune.kernels.blas_lora import BlasLoraFunction
 
 
 def _operands(m: int, k: int, n: int, r: int, dtype: torch.dtype, bias: bool, lead=()):
-    g = torch.Generator().manual_seed(m * 7 + k + n + r)
-    x = torch.randn(*lead, m, k, generator=g).to(dtype).requires_grad_()
-    w = torch.randn(n, k, generator=g).div(k**0.5).to(dtype)
-    b = torch.randn(n, generator=g).to(dtype) if bias else None
-    a = torch.randn(r, k, generator=g).div(k**0.5).to(dtype).requires_grad_()
-    bb = torch.randn(n, r, generator=g).to(dtype).requires_grad_()
+    g = generator(m * 7 + k + n + r)
+    x = torch.randn(*lead, m, k, generator=g, device=DEVICE).to(dtype).requires_grad_()
+    w = torch.randn(n, k, generator=g, device=DEVICE).div(k**0.5).to(dtype)
+    b = torch.randn(n, generator=g, device=DEVICE).to(dtype) if bias else None
+    a = torch.randn(r, k, generator=g, device=DEVICE).div(k**0.5).to(dtype).requires_grad_()
+    bb = torch.randn(n, r, generator=g, device=DEVICE).to(dtype).requires_grad_()
     return x, w, b, a, bb
 
 
@@ -45,7 +47,7 @@ def test_matches_the_float64_reference(dtype, bound, bias, dropout) -> None:
     odd shapes, leading batch dimensions, with and without bias and dropout (the Philox masks,
     so both sides drop the same elements)."""
     x, w, b, a, bb = _operands(37, 40, 45, 5, dtype, bias, lead=(2,))
-    dy = torch.randn(2, 37, 45, generator=torch.Generator().manual_seed(1)).to(dtype)
+    dy = torch.randn(2, 37, 45, generator=generator(1), device=DEVICE).to(dtype)
 
     def blas(x, w, b, a, bb):
         return BlasLoraFunction.apply(x, w, b, a, bb, 1.7, dropout, 1234, True, "philox")
@@ -100,16 +102,16 @@ def test_backend_switch(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PARETUNE_KERNELS", "torch")
     assert "BlasLoraFunction" not in fn_name()
     monkeypatch.setenv("PARETUNE_KERNELS", "auto")
-    monkeypatch.setitem(backend.AUTO_BLAS_LORA, "cpu", True)
+    monkeypatch.setitem(backend.AUTO_BLAS_LORA, DEVICE.type, True)
     assert "BlasLoraFunction" in fn_name()
-    monkeypatch.setitem(backend.AUTO_BLAS_LORA, "cpu", False)
+    monkeypatch.setitem(backend.AUTO_BLAS_LORA, DEVICE.type, False)
     assert "BlasLoraFunction" not in fn_name()
 
 
 def test_under_autocast_runs_in_the_autocast_dtype(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PARETUNE_KERNELS", "blas")
     x, w, b, a, bb = _operands(6, 8, 5, 2, torch.float32, True)
-    with torch.autocast("cpu", dtype=torch.bfloat16):
+    with torch.autocast(DEVICE.type, dtype=torch.bfloat16):
         y = lora_linear(x, w, b, a, bb, 0.5)
     assert y.dtype == torch.bfloat16
     y.float().sum().backward()
@@ -125,7 +127,7 @@ def test_a_routed_peft_layer_trains_as_peft_does(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setenv("PARETUNE_KERNELS", "blas")
     torch.manual_seed(0)
     holder = torch.nn.Module()
-    holder.proj = torch.nn.Linear(16, 12)
+    holder.proj = torch.nn.Linear(16, 12, device=DEVICE)
     config = peft.LoraConfig(r=4, lora_alpha=8, target_modules=["proj"])
     layer = peft.inject_adapter_in_model(config, holder).proj
     torch.nn.init.normal_(layer.lora_B["default"].weight, std=0.1)
@@ -133,7 +135,7 @@ def test_a_routed_peft_layer_trains_as_peft_does(monkeypatch: pytest.MonkeyPatch
     assert route_through_kernels(routed) == 1
     opts = [torch.optim.SGD([p for p in m.parameters() if p.requires_grad], lr=0.1) for m in
             (layer, routed)]  # fmt: skip
-    x = torch.randn(3, 10, 16)
+    x = torch.randn(3, 10, 16, device=DEVICE)
     for _ in range(3):
         losses = []
         for module, opt in zip((layer, routed), opts, strict=True):
