@@ -76,6 +76,10 @@ def _load_kernels_benchmark() -> ModuleType:
 HOST_GOAL_US = 60.0  # host time to enqueue one fused op call, far below its GPU time
 
 
+# the backend each case of ``op_breakdown`` runs on, by the first word of its name (else triton)
+CASE_BACKENDS = {"peft": "torch", "PyTorch": "torch", "blas": "blas"}
+
+
 def op_breakdown(tokens: int, dim: int, rank: int) -> None:
     bench = _load_kernels_benchmark()
     from paretune.kernels import bottleneck_adapter, paca_linear, reference  # noqa: PLC0415
@@ -110,13 +114,7 @@ def op_breakdown(tokens: int, dim: int, rank: int) -> None:
     print(f"{'op':<16} {'host us':>8} {'wall us':>8} {'GPU us':>8}  largest kernels (us)")
     hosts: dict[str, float] = {}
     for name, fn in cases.items():
-        os.environ["PARETUNE_KERNELS"] = (
-            "torch"
-            if name.startswith(("peft", "PyTorch"))
-            else "blas"
-            if name.startswith("blas")
-            else "triton"
-        )
+        os.environ["PARETUNE_KERNELS"] = CASE_BACKENDS.get(name.split()[0], "triton")
         host, wall = host_and_wall(fn)
         gpu, top = gpu_time(fn)
         kernels = ", ".join(f"{key[:28]} {us:.0f}" for us, key in top)

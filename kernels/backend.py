@@ -89,12 +89,11 @@ def use_triton(op: str, *tensors: torch.Tensor) -> bool:
     on Triton now."""
     backend = selected_backend()
     on_cuda = all(t.is_cuda for t in tensors)
+    supported = tensors[0].dtype in TRITON_DTYPES
     if backend == "auto":
-        supported = tensors[0].dtype in TRITON_DTYPES
         return on_cuda and AUTO_ON_CUDA[op] and triton_available() and supported
     if backend != "triton":
         return False
-    supported = tensors[0].dtype in TRITON_DTYPES
     if not triton_available():
         raise RuntimeError(f"{ENV_VAR}=triton but the triton package is not installed")
     if not supported:

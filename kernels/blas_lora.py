@@ -24,10 +24,7 @@ from typing import Any
 import torch
 from torch.autograd.function import once_differentiable
 
-from . import fast_dropout, philox
-
-# dropout(x, p, seed) by mask generator (as in ``reference``): Triton's Philox, or the cheap one
-_SEEDED_DROPOUT = {"philox": philox.dropout, "fast": fast_dropout.seeded_dropout}
+from .reference import SEEDED_DROPOUT
 
 
 class BlasLoraFunction(torch.autograd.Function):
@@ -48,7 +45,7 @@ class BlasLoraFunction(torch.autograd.Function):
         k = x.shape[-1]
         n = weight.shape[0]
         x2 = x.reshape(-1, k)
-        drop = _SEEDED_DROPOUT[masks] if training and dropout_p > 0.0 else None
+        drop = SEEDED_DROPOUT[masks] if training and dropout_p > 0.0 else None
         xd = drop(x2, dropout_p, seed) if drop else x2
         t = torch.mm(xd, lora_a.t())
         if bias is None:  # beta = 0: the (scalar) input is not read

@@ -15,7 +15,7 @@ from torch.autograd.function import once_differentiable
 from . import fast_dropout, philox
 
 # dropout(x, p, seed) by mask generator: Triton's Philox bit for bit, or the cheap CPU one
-_SEEDED_DROPOUT = {"philox": philox.dropout, "fast": fast_dropout.seeded_dropout}
+SEEDED_DROPOUT = {"philox": philox.dropout, "fast": fast_dropout.seeded_dropout}
 
 
 def lora_linear(
@@ -36,10 +36,10 @@ def lora_linear(
     ``"fast"``: a mask of the same law drawn with ``fast_dropout`` (also a function of ``seed``),
     50x cheaper on a CPU, where Philox in tensor operations costs about 60 operations an element.
     """
-    if masks not in _SEEDED_DROPOUT:
+    if masks not in SEEDED_DROPOUT:
         raise ValueError(f"masks must be 'philox' or 'fast', got {masks!r}")
     base = F.linear(x, weight.detach(), None if bias is None else bias.detach())
-    x_in = _SEEDED_DROPOUT[masks](x, dropout_p, seed) if training and dropout_p > 0.0 else x
+    x_in = SEEDED_DROPOUT[masks](x, dropout_p, seed) if training and dropout_p > 0.0 else x
     return base + scaling * F.linear(F.linear(x_in, lora_a), lora_b)
 
 
