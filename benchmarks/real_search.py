@@ -318,8 +318,8 @@ def run_baseline(dataset: str, settings: Settings, name: str, rate: float) -> di
     return record
 
 
-def run_retest(dataset: str, settings: Settings, config: dict[str, Any], seed: int) -> float:
-    """The test accuracy of ``config`` retrained with only its seed changed."""
+def run_retest(dataset: str, settings: Settings, config: dict[str, Any], seed: int) -> dict:
+    """``config`` retrained with only its seed changed: its validation and test accuracy."""
     _quiet()
     from paretune.spaces import TrialConfig  # noqa: PLC0415
 
@@ -327,7 +327,10 @@ def run_retest(dataset: str, settings: Settings, config: dict[str, Any], seed: i
     base = TrialConfig.from_dict(config)
     retrained = replace(base, hparams=replace(base.hparams, seed=seed))
     metrics = train(spec, retrained, lambda step, m: True, test_split=True)
-    return float(metrics["test_accuracy"])
+    return {
+        "accuracy": float(metrics["accuracy"]),
+        "test_accuracy": float(metrics["test_accuracy"]),
+    }
 
 
 def _quiet() -> None:
@@ -341,6 +344,11 @@ def _quiet() -> None:
 # -- scoring ---------------------------------------------------------------------------------------
 
 
+def val_score(t: dict[str, Any]) -> float:
+    """A trial's validation accuracy: the mean over its seeds once it has been confirmed."""
+    return t.get("val_mean", t["accuracy"])
+
+
 def val_front(trials: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """The COMPLETE trials no other COMPLETE trial dominates on (validation accuracy, params):
     what the method reports to its user."""
@@ -348,9 +356,9 @@ def val_front(trials: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
 
     def dominated(t: dict[str, Any]) -> bool:
         return any(
-            o["accuracy"] >= t["accuracy"]
+            val_score(o) >= val_score(t)
             and o["trainable_params"] <= t["trainable_params"]
-            and (o["accuracy"] > t["accuracy"] or o["trainable_params"] < t["trainable_params"])
+            and (val_score(o) > val_score(t) or o["trainable_params"] < t["trainable_params"])
             for o in done
         )
 
@@ -358,11 +366,44 @@ def val_front(trials: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     seen: set[tuple[float, int]] = set()  # equal points: one is enough
     unique = []
     for t in sorted(front, key=lambda t: t["trainable_params"]):
-        key = (t["accuracy"], t["trainable_params"])
+        key = (val_score(t), t["trainable_params"])
         if key not in seen:
             seen.add(key)
             unique.append(t)
     return unique
+
+
+Retrain = Callable[[Sequence[tuple[str, dict[str, Any]]]], list[list[dict[str, float]]]]
+
+
+def confirm(t: dict[str, Any], reruns: Sequence[dict[str, float]]) -> None:
+    """Fold a trial's seed reruns into its scores: mean validation and the test scores."""
+    t["val_scores"] = [t["accuracy"]] + [r["accuracy"] for r in reruns]
+    t["test_scores"] = [t["test_accuracy"]] + [r["test_accuracy"] for r in reruns]
+    t["val_mean"] = statistics.fmean(t["val_scores"])
+    t["test_mean"] = statistics.fmean(t["test_scores"])
+
+
+def confirmed_fronts(
+    runs: dict[Any, tuple[str, Sequence[dict[str, Any]]]], retrain: Retrain
+) -> dict[Any, list[dict[str, Any]]]:
+    """Each run's validation front, every member confirmed with its seed reruns.
+
+    One training's validation accuracy is noisy (about 2 points at 500 examples), and the front
+    of many trials picks the lucky ones: a trial that won on one seed can dominate, and so hide,
+    a better one. So, in rounds: take each run's front on the best estimate so far (the seed mean
+    where a trial has been rerun, its one score otherwise), rerun the members not yet rerun, and
+    recompute, until every member of every front has its seed mean. A trial is rerun at most
+    once; the choice stays on validation, the test split only scores."""
+    while True:
+        fronts = {key: val_front(trials) for key, (_, trials) in runs.items()}
+        todo = [
+            (runs[key][0], t) for key, front in fronts.items() for t in front if "val_mean" not in t
+        ]
+        if not todo:
+            return fronts
+        for (_, t), reruns in zip(todo, retrain(todo), strict=True):
+            confirm(t, reruns)
 
 
 def hypervolume(points: Sequence[tuple[float, int]], ref_acc: float, max_params: int) -> float:
@@ -406,6 +447,12 @@ def space_max(dataset: str, settings: Settings) -> int:
     return describe_space(spec, dims).max_params
 
 
+def config_key(t: dict[str, Any]) -> str:
+    return json.dumps(t["config"]["plan"], sort_keys=True) + json.dumps(
+        t["config"]["hparams"], sort_keys=True
+    )
+
+
 def gather(futures: dict[Any, Future[Any]]) -> dict[Any, Any]:
     return {key: f.result() for key, f in futures.items()}
 
@@ -434,26 +481,31 @@ def run(datasets: Sequence[str], seeds: Sequence[int], settings: Settings, worke
             for d in datasets
             for name in BASELINES
         }
-        fronts = {key: val_front(r["trials"]) for key, r in search_runs.items()}
         log(f"searches and baselines done in {time.perf_counter() - started:.0f} s; retraining")
-        retest: dict[tuple[str, str, int], Future[float]] = {}
-        to_score = [(d, t) for (d, _, _), front in fronts.items() for t in front]
-        to_score += [(d, t) for (d, _), t in chosen.items()]
-        for d, t in to_score:
-            key = json.dumps(t["config"]["plan"], sort_keys=True) + json.dumps(
-                t["config"]["hparams"], sort_keys=True
-            )
-            for seed in range(1, settings.test_seeds):
-                if (d, key, seed) not in retest:
-                    retest[(d, key, seed)] = pool.submit(run_retest, d, settings, t["config"], seed)
-            t["retest_key"] = key
-        retests = gather(retest)
-    for d, t in to_score:
-        scores = [t["test_accuracy"]] + [
-            retests[(d, t["retest_key"], s)] for s in range(1, settings.test_seeds)
-        ]
-        t["test_scores"] = scores
-        t["test_mean"] = statistics.fmean(scores)
+        reruns: dict[tuple[str, str, int], Future[dict[str, float]]] = {}
+
+        def submit(batch: Sequence[tuple[str, dict[str, Any]]]) -> list[list[Future[Any]]]:
+            """Seed reruns of each (data set, trial), one job per new (config, seed)."""
+            keys = [(d, config_key(t)) for d, t in batch]
+            for (d, t), (_, key) in zip(batch, keys, strict=True):
+                for seed in range(1, settings.test_seeds):
+                    if (d, key, seed) not in reruns:
+                        reruns[(d, key, seed)] = pool.submit(
+                            run_retest, d, settings, t["config"], seed
+                        )
+            return [[reruns[(d, key, s)] for s in range(1, settings.test_seeds)] for d, key in keys]
+
+        def retrain(batch: Sequence[tuple[str, dict[str, Any]]]) -> list[list[dict[str, float]]]:
+            results = [[f.result() for f in fs] for fs in submit(batch)]
+            log(f"retrained {len(batch)} front members; {len(reruns)} reruns so far")
+            return results
+
+        picked = [(d, t) for (d, _), t in chosen.items()]
+        baseline_reruns = submit(picked)  # queued first: they run beside the first round
+        runs = {key: (key[0], r["trials"]) for key, r in search_runs.items()}
+        fronts = confirmed_fronts(runs, retrain)
+        for (_, t), fs in zip(picked, baseline_reruns, strict=True):
+            confirm(t, [f.result() for f in fs])
     return {
         "searches": {"|".join(map(str, k)): v for k, v in search_runs.items()},
         "fronts": fronts,
@@ -496,7 +548,7 @@ def report(result: dict, datasets: Sequence[str], seeds: Sequence[int], settings
                 for t in fronts[(d, s, m)]:
                     print(
                         f"     {t['test_mean']:.3f} @ {t['trainable_params']:>9,}  "
-                        f"(val {t['accuracy']:.3f}) {t['summary']}"
+                        f"(val {t['val_mean']:.3f}) {t['summary']}"
                     )
             ratio = (
                 hvs[PARETUNE] / hvs[TPE]

@@ -42,3 +42,53 @@ def test_quick_real_search_prints_both_last_lines(tmp_path):
             rf"{re.escape(name)}\s+\S+\s+0\.\d+\s+[\d,]+\s+(dominated|matched|loses)", text
         ), name
     assert out.exists()
+
+
+def _real_search():
+    import importlib.util  # noqa: PLC0415
+
+    spec = importlib.util.spec_from_file_location(
+        "real_search", ROOT / "benchmarks" / "real_search.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["real_search"] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def _trial(name, accuracy, params):
+    return {
+        "summary": name,
+        "config": {"plan": {"name": name}, "hparams": {}},
+        "complete": True,
+        "accuracy": accuracy,
+        "test_accuracy": accuracy,
+        "trainable_params": params,
+    }
+
+
+def test_a_front_member_lucky_on_one_seed_gives_way_to_the_trial_it_hid():
+    """The validation front is taken on seed means: a small trial that won on its one seed
+    and dominated a bigger, better one is rerun, falls back, and the bigger one enters and is
+    rerun in its turn; a trial never on a front is never rerun."""
+    rs = _real_search()
+    lucky = _trial("lucky", 0.89, 10_000)  # 0.89 once, 0.75 on its reruns
+    hidden = _trial("hidden", 0.86, 26_000)  # dominated by lucky's one seed
+    big = _trial("big", 0.92, 600_000)
+    poor = _trial("poor", 0.60, 700_000)  # dominated whatever the seeds say
+    reruns = {"lucky": 0.75, "hidden": 0.87, "big": 0.91, "poor": 0.99}
+    calls: list[list[str]] = []
+
+    def retrain(batch):
+        calls.append(sorted(t["summary"] for _, t in batch))
+        return [
+            [{"accuracy": reruns[t["summary"]], "test_accuracy": reruns[t["summary"]]}] * 2
+            for _, t in batch
+        ]
+
+    fronts = rs.confirmed_fronts({"run": ("vader-tweets", [lucky, hidden, big, poor])}, retrain)
+    assert calls == [["big", "lucky"], ["hidden"]]
+    assert [t["summary"] for t in fronts["run"]] == ["lucky", "hidden", "big"]
+    assert hidden["val_mean"] == (0.86 + 0.87 * 2) / 3
+    assert lucky["test_scores"] == [0.89, 0.75, 0.75]
+    assert "val_mean" not in poor
