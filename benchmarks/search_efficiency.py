@@ -2,7 +2,7 @@
 
     python benchmarks/search_efficiency.py [--quick] [--seeds 10] [--budget 40] [--out DIR] [--service]
 
-``--quick``: 3 seeds, a budget of 20 trainings.
+``--quick``: 3 seeds, a budget of 10 trainings.
 
 Two test problems with a known Pareto front (``benchmarks/problems.py``): a multi-fidelity DTLZ2
 and a LoRA-search surrogate with crossing learning curves. Every method gets the same compute, a
@@ -793,14 +793,14 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--quick",
         action="store_true",
-        help="a smaller run (3 seeds, smaller budget): under 2 minutes",
+        help="a smaller run (3 seeds, a budget of 10): a smoke test",
     )
     p.add_argument("--seeds", type=int, default=None, help="seeds per method (default 10; quick 3)")
     p.add_argument(
         "--budget",
         type=int,
         default=None,
-        help="budget in full-fidelity trainings (default 40; quick 20)",
+        help="budget in full-fidelity trainings (default 40; quick 10)",
     )
     p.add_argument("--problems", nargs="+", default=list(PROBLEMS), choices=list(PROBLEMS))
     p.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
@@ -823,7 +823,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=os.environ.get("PARETUNE_LOG_LEVEL", "WARNING"), format="%(message)s")
     settings = Settings(
         seeds=args.seeds or (3 if args.quick else 10),
-        budget_trainings=args.budget or (20 if args.quick else 40),
+        budget_trainings=args.budget or (10 if args.quick else 40),
         problems=tuple(args.problems),
         methods=tuple(args.methods),
         sampler_fidelity=args.sampler_fidelity,
